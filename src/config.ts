@@ -1,0 +1,67 @@
+/**
+ * Service configuration from the environment, validated once at start and
+ * frozen. A bad value stops the process with a message naming the variable.
+ */
+import path from 'node:path';
+
+export interface Config {
+  readonly host: string;
+  readonly httpPort: number;
+  readonly grpcPort: number;
+  readonly metricsPort: number;
+  readonly modelDir: string;
+  /** Inference engine: onnx (default) or tfjs. */
+  readonly runtime: 'onnx' | 'tfjs';
+  readonly ortThreads: number;
+  /** Model that serves requests naming none (until A/B routing is configured). */
+  readonly defaultModel: string;
+  readonly maxImageBytes: number;
+  readonly maxImagePixels: number;
+  readonly maxBatchImages: number;
+  readonly maxJsonBytes: number;
+  readonly drainTimeoutMs: number;
+  readonly adminToken?: string;
+  readonly logLevel: string;
+}
+
+export class ConfigError extends Error {}
+
+type Env = Record<string, string | undefined>;
+
+function int(env: Env, key: string, def: number, min: number, max: number): number {
+  const raw = env[key];
+  if (raw === undefined || raw === '') return def;
+  const v = Number(raw);
+  if (!Number.isInteger(v) || v < min || v > max) throw new ConfigError(`${key}=${raw} must be an integer in [${min}, ${max}]`);
+  return v;
+}
+
+function oneOf<T extends string>(env: Env, key: string, def: T, allowed: readonly T[]): T {
+  const raw = env[key];
+  if (raw === undefined || raw === '') return def;
+  if (!(allowed as readonly string[]).includes(raw)) throw new ConfigError(`${key}=${raw} must be one of ${allowed.join(', ')}`);
+  return raw as T;
+}
+
+export function loadConfig(env: Env = process.env): Config {
+  const adminToken = env.ADMIN_TOKEN || undefined;
+  if (adminToken !== undefined && adminToken.length < 16) throw new ConfigError('ADMIN_TOKEN must be at least 16 characters');
+  const config: Config = {
+    host: env.HOST || '0.0.0.0',
+    httpPort: int(env, 'HTTP_PORT', 8080, 0, 65535),
+    grpcPort: int(env, 'GRPC_PORT', 50051, 0, 65535),
+    metricsPort: int(env, 'METRICS_PORT', 9464, 0, 65535),
+    modelDir: path.resolve(env.MODEL_DIR || './models'),
+    runtime: oneOf(env, 'RUNTIME', 'onnx', ['onnx', 'tfjs'] as const),
+    ortThreads: int(env, 'ORT_THREADS', 1, 1, 64),
+    defaultModel: env.DEFAULT_MODEL || 'baseline',
+    maxImageBytes: int(env, 'MAX_IMAGE_BYTES', 10 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    maxImagePixels: int(env, 'MAX_IMAGE_PIXELS', 40_000_000, 784, 1_000_000_000),
+    maxBatchImages: int(env, 'MAX_BATCH_IMAGES', 256, 1, 100_000),
+    maxJsonBytes: int(env, 'MAX_JSON_BYTES', 32 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    drainTimeoutMs: int(env, 'DRAIN_TIMEOUT_MS', 10_000, 0, 600_000),
+    adminToken,
+    logLevel: oneOf(env, 'LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
+  };
+  return Object.freeze(config);
+}

@@ -1,0 +1,43 @@
+/** The request and answer shapes the DataPlane speaks; transports convert to and from them. */
+
+export type Transport = 'http' | 'grpc' | 'oip-http' | 'oip-grpc' | 'inprocess';
+
+/** One image as a client sent it: encoded bytes (PNG, JPEG, ...) or 784 raw pixels. */
+export type ImageInput =
+  | { kind: 'encoded'; bytes: Buffer }
+  | { kind: 'pixels'; pixels: ArrayLike<number> };
+
+export interface ClassifyOptions {
+  /** Force a model by name (bypasses A/B routing). */
+  model?: string;
+  /** Force a version of that model; default: the highest loaded. */
+  version?: string;
+  /** Sticky A/B key (X-Routing-Key). */
+  routingKey?: string;
+  transport: Transport;
+  /** How many classes to return in `top` (default 3, at most the label count). */
+  topK?: number;
+}
+
+export interface ClassPrediction {
+  label: string;
+  labelIndex: number;
+  confidence: number;
+}
+
+export interface Timings {
+  preprocessMs: number;
+  inferenceMs: number;
+  totalMs: number;
+}
+
+export interface Classification extends ClassPrediction {
+  predictionId: string;
+  model: string;
+  version: string;
+  arm: string;
+  top: ClassPrediction[];
+  timings: Timings;
+}
+
+export type BatchItem = Classification | { error: { code: string; message: string } };

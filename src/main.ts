@@ -1,0 +1,47 @@
+/**
+ * Composition root and process concerns: config, logger, service, signals.
+ * SIGTERM/SIGINT drain and exit 0; SIGHUP reloads models.
+ */
+import { ConfigError, loadConfig } from './config';
+import { createLogger } from './core/logger';
+import { createService } from './service';
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`configuration error: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const log = createLogger(config.logLevel);
+  const started = Date.now();
+  const service = await createService(config, log);
+  const { httpPort } = await service.start();
+  log.info({ httpPort, models: service.repository.names(), runtime: config.runtime, startupMs: Date.now() - started }, 'ready');
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal, drainTimeoutMs: config.drainTimeoutMs }, 'draining');
+    const { drained } = await service.stop();
+    log.info({ drained }, 'stopped');
+    log.flush();
+    // Give the async log destination a moment to write its last lines.
+    setTimeout(() => process.exit(0), 50).unref();
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('SIGHUP', () => {
+    service.reload().catch((err) => log.error({ err: (err as Error).message }, 'reload failed'));
+  });
+}
+
+main().catch((err) => {
+  process.stderr.write(`product-classifier failed to start: ${(err as Error).message}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,253 @@
+/**
+ * manifest.json of a model artifact (DESIGN section 4), validated field by
+ * field so a bad artifact is refused with a message naming the field.
+ * Labels, normalization, shapes and temperature come from here only.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+
+export type ModelFormat = 'onnx' | 'tfjs';
+
+export interface FormatEntry {
+  path: string;
+  inputLayout: 'NCHW' | 'NHWC';
+  inputShape: number[];
+}
+
+export interface ConfidenceReference {
+  binEdges: number[];
+  counts: number[];
+  quantiles: number[];
+  mean: number;
+}
+
+export interface Manifest {
+  schemaVersion: 1;
+  name: string;
+  version: string;
+  kind: string;
+  description?: string;
+  labels: string[];
+  input: {
+    name: string;
+    dtype: 'float32';
+    shape: number[];
+    layout: 'NCHW';
+    normalization: { mean: number; std: number; formula?: string };
+  };
+  output: { name: string; kind: 'logits' | 'probabilities'; temperature: number; shape: number[] };
+  formats: Partial<Record<ModelFormat, FormatEntry>>;
+  files: Record<string, string>;
+  parameters: number;
+  macsPerImage?: number;
+  evaluation?: { accuracy: number; ece?: number; samples?: number; [k: string]: unknown };
+  calibration?: Record<string, unknown>;
+  reference: {
+    split: string;
+    samples: number;
+    confidence: ConfidenceReference;
+    predictedClass: { counts: number[]; frequencies: number[] };
+  };
+  architecture?: Record<string, unknown>;
+  training?: Record<string, unknown>;
+}
+
+export class ManifestError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ManifestError';
+  }
+}
+
+type Json = unknown;
+
+function at(obj: Json, key: string, where: string): Json {
+  if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) throw new ManifestError(`${where} must be an object`);
+  return (obj as Record<string, Json>)[key];
+}
+
+function str(v: Json, where: string): string {
+  if (typeof v !== 'string' || v.length === 0) throw new ManifestError(`${where} must be a non-empty string`);
+  return v;
+}
+
+function num(v: Json, where: string, min = -Infinity, max = Infinity): number {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) {
+    throw new ManifestError(`${where} must be a number in [${min}, ${max}]`);
+  }
+  return v;
+}
+
+function numArray(v: Json, where: string, length?: number): number[] {
+  if (!Array.isArray(v) || (length !== undefined && v.length !== length)) {
+    throw new ManifestError(`${where} must be an array of ${length ?? 'some'} numbers`);
+  }
+  return v.map((x, i) => num(x, `${where}[${i}]`));
+}
+
+function shape(v: Json, where: string): number[] {
+  const s = numArray(v, where);
+  if (s.length === 0 || s.some((d, i) => !Number.isInteger(d) || (d < 1 && !(i === 0 && d === -1)))) {
+    throw new ManifestError(`${where} must be a shape: positive integers, -1 allowed for the batch dimension`);
+  }
+  return s;
+}
+
+const SAFE_RELATIVE = /^(?!\/)(?!.*(^|\/)\.\.(\/|$))[A-Za-z0-9._\-/]+$/;
+
+function relPath(v: Json, where: string): string {
+  const p = str(v, where);
+  if (!SAFE_RELATIVE.test(p)) throw new ManifestError(`${where} must be a relative path inside the artifact directory`);
+  return p;
+}
+
+/** Parse and validate a manifest; throws ManifestError naming the first bad field. */
+export function validateManifest(json: Json): Manifest {
+  if (at(json, 'schemaVersion', 'manifest') !== 1) throw new ManifestError('manifest.schemaVersion must be 1');
+  const name = str(at(json, 'name', 'manifest'), 'name');
+  if (!/^[a-z0-9][a-z0-9_-]{0,62}$/i.test(name)) throw new ManifestError('name must be [A-Za-z0-9_-], at most 63 characters');
+  const version = str(at(json, 'version', 'manifest'), 'version');
+  if (!/^[1-9][0-9]{0,8}$/.test(version)) throw new ManifestError('version must be a positive integer string');
+
+  const labelsRaw = at(json, 'labels', 'manifest');
+  if (!Array.isArray(labelsRaw) || labelsRaw.length < 2) throw new ManifestError('labels must be an array of at least two names');
+  const labels = labelsRaw.map((l, i) => str(l, `labels[${i}]`));
+  if (new Set(labels).size !== labels.length) throw new ManifestError('labels must be unique');
+
+  const input = at(json, 'input', 'manifest');
+  const inputShape = shape(at(input, 'shape', 'input'), 'input.shape');
+  if (inputShape.length !== 4 || inputShape[0] !== -1 || inputShape[1] !== 1) {
+    throw new ManifestError('input.shape must be [-1, 1, H, W] (a batch of one-channel images)');
+  }
+  if (at(input, 'dtype', 'input') !== 'float32') throw new ManifestError('input.dtype must be float32');
+  if (at(input, 'layout', 'input') !== 'NCHW') throw new ManifestError('input.layout must be NCHW');
+  const norm = at(input, 'normalization', 'input');
+  const normalization = {
+    mean: num(at(norm, 'mean', 'input.normalization'), 'input.normalization.mean', -1e3, 1e3),
+    std: num(at(norm, 'std', 'input.normalization'), 'input.normalization.std', 1e-9, 1e3),
+  };
+
+  const output = at(json, 'output', 'manifest');
+  const outputKind = at(output, 'kind', 'output');
+  if (outputKind !== 'logits' && outputKind !== 'probabilities') throw new ManifestError('output.kind must be "logits" or "probabilities"');
+  const outputShape = shape(at(output, 'shape', 'output'), 'output.shape');
+  if (outputShape.length !== 2 || outputShape[1] !== labels.length) {
+    throw new ManifestError(`output.shape must be [-1, ${labels.length}] (one score per label)`);
+  }
+  const temperature = num(at(output, 'temperature', 'output'), 'output.temperature', 1e-3, 1e3);
+
+  const formatsRaw = at(json, 'formats', 'manifest');
+  const formats: Partial<Record<ModelFormat, FormatEntry>> = {};
+  for (const fmt of ['onnx', 'tfjs'] as const) {
+    const f = at(formatsRaw, fmt, 'formats');
+    if (f === undefined) continue;
+    const layout = at(f, 'inputLayout', `formats.${fmt}`);
+    if (layout !== 'NCHW' && layout !== 'NHWC') throw new ManifestError(`formats.${fmt}.inputLayout must be NCHW or NHWC`);
+    formats[fmt] = {
+      path: relPath(at(f, 'path', `formats.${fmt}`), `formats.${fmt}.path`),
+      inputLayout: layout,
+      inputShape: shape(at(f, 'inputShape', `formats.${fmt}`), `formats.${fmt}.inputShape`),
+    };
+  }
+  if (Object.keys(formats).length === 0) throw new ManifestError('formats must name at least one of onnx, tfjs');
+
+  const filesRaw = at(json, 'files', 'manifest');
+  if (typeof filesRaw !== 'object' || filesRaw === null) throw new ManifestError('files must map paths to sha256');
+  const files: Record<string, string> = {};
+  for (const [p, h] of Object.entries(filesRaw)) {
+    relPath(p, `files key ${JSON.stringify(p)}`);
+    if (typeof h !== 'string' || !/^[0-9a-f]{64}$/.test(h)) throw new ManifestError(`files[${JSON.stringify(p)}] must be a sha256 hex digest`);
+    files[p] = h;
+  }
+  for (const [fmt, f] of Object.entries(formats)) {
+    if (!(f.path in files)) throw new ManifestError(`formats.${fmt}.path ${f.path} has no sha256 in files`);
+  }
+
+  const ref = at(json, 'reference', 'manifest');
+  const conf = at(ref, 'confidence', 'reference');
+  const binEdges = numArray(at(conf, 'binEdges', 'reference.confidence'), 'reference.confidence.binEdges');
+  if (binEdges.length < 2 || binEdges.some((e, i) => e < 0 || e > 1 || (i > 0 && e <= binEdges[i - 1]))) {
+    throw new ManifestError('reference.confidence.binEdges must increase strictly within [0, 1]');
+  }
+  const counts = numArray(at(conf, 'counts', 'reference.confidence'), 'reference.confidence.counts', binEdges.length - 1);
+  const quantiles = numArray(at(conf, 'quantiles', 'reference.confidence'), 'reference.confidence.quantiles');
+  if (quantiles.length < 2 || quantiles.some((q, i) => i > 0 && q < quantiles[i - 1])) {
+    throw new ManifestError('reference.confidence.quantiles must be a non-decreasing grid');
+  }
+  const pc = at(ref, 'predictedClass', 'reference');
+  const classCounts = numArray(at(pc, 'counts', 'reference.predictedClass'), 'reference.predictedClass.counts', labels.length);
+  const frequencies = numArray(at(pc, 'frequencies', 'reference.predictedClass'), 'reference.predictedClass.frequencies', labels.length);
+
+  const j = json as Record<string, unknown>;
+  return {
+    schemaVersion: 1,
+    name,
+    version,
+    kind: typeof j.kind === 'string' ? j.kind : 'unknown',
+    description: typeof j.description === 'string' ? j.description : undefined,
+    labels,
+    input: { name: str(at(input, 'name', 'input'), 'input.name'), dtype: 'float32', shape: inputShape, layout: 'NCHW', normalization },
+    output: { name: str(at(output, 'name', 'output'), 'output.name'), kind: outputKind, temperature, shape: outputShape },
+    formats,
+    files,
+    parameters: num(at(json, 'parameters', 'manifest'), 'parameters', 1),
+    macsPerImage: typeof j.macsPerImage === 'number' ? j.macsPerImage : undefined,
+    evaluation: j.evaluation as Manifest['evaluation'],
+    calibration: j.calibration as Manifest['calibration'],
+    reference: {
+      split: str(at(ref, 'split', 'reference'), 'reference.split'),
+      samples: num(at(ref, 'samples', 'reference'), 'reference.samples', 1),
+      confidence: { binEdges, counts, quantiles, mean: num(at(conf, 'mean', 'reference.confidence'), 'reference.confidence.mean', 0, 1) },
+      predictedClass: { counts: classCounts, frequencies },
+    },
+    architecture: j.architecture as Manifest['architecture'],
+    training: j.training as Manifest['training'],
+  };
+}
+
+function sha256OfFile(file: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const hash = createHash('sha256');
+    createReadStream(file)
+      .on('error', reject)
+      .on('data', (chunk) => hash.update(chunk))
+      .on('end', () => resolve(hash.digest('hex')));
+  });
+}
+
+/** Read, validate and checksum-verify the artifact in `dir`. */
+export async function loadManifest(dir: string): Promise<Manifest> {
+  let text: string;
+  try {
+    text = await readFile(path.join(dir, 'manifest.json'), 'utf8');
+  } catch (err) {
+    throw new ManifestError(`cannot read ${path.join(dir, 'manifest.json')}: ${(err as Error).message}`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new ManifestError(`manifest.json is not valid JSON: ${(err as Error).message}`);
+  }
+  const manifest = validateManifest(json);
+  await verifyFiles(dir, manifest.files);
+  return manifest;
+}
+
+/** Refuse an artifact whose files do not match their recorded sha256. */
+export async function verifyFiles(dir: string, files: Record<string, string>): Promise<void> {
+  for (const [rel, expected] of Object.entries(files)) {
+    const file = path.join(dir, rel);
+    let actual: string;
+    try {
+      actual = await sha256OfFile(file);
+    } catch (err) {
+      throw new ManifestError(`${rel} listed in manifest.json cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+    if (actual !== expected) {
+      throw new ManifestError(`${rel} does not match its sha256 in manifest.json (expected ${expected.slice(0, 12)}…, found ${actual.slice(0, 12)}…)`);
+    }
+  }
+}

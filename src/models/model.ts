@@ -1,0 +1,81 @@
+/**
+ * A loaded model version: its manifest, its runtime, and the arithmetic the
+ * manifest prescribes around the runtime (input normalization, temperature
+ * softmax). Nothing here is hard-coded: labels, mean, std and temperature
+ * are the manifest's.
+ */
+import type { Manifest } from './manifest';
+import type { InferenceRuntime } from './runtime';
+
+export class LoadedModel {
+  readonly pixelsPerImage: number;
+  readonly numClasses: number;
+  private readonly scale: number;
+  private readonly shift: number;
+
+  constructor(
+    readonly manifest: Manifest,
+    readonly runtime: InferenceRuntime,
+    readonly dir: string,
+  ) {
+    const [, c, h, w] = manifest.input.shape;
+    this.pixelsPerImage = c * h * w;
+    this.numClasses = manifest.labels.length;
+    const { mean, std } = manifest.input.normalization;
+    // x = (p/255 - mean)/std  ==  p * scale + shift
+    this.scale = 1 / (255 * std);
+    this.shift = -mean / std;
+  }
+
+  get name(): string {
+    return this.manifest.name;
+  }
+
+  get version(): string {
+    return this.manifest.version;
+  }
+
+  /** Write image `index` of a batch buffer from raw 0..255 pixels. */
+  normalizeInto(pixels: ArrayLike<number>, out: Float32Array, index: number): void {
+    const base = index * this.pixelsPerImage;
+    const { scale, shift } = this;
+    for (let i = 0; i < this.pixelsPerImage; i++) out[base + i] = pixels[i] * scale + shift;
+  }
+
+  /** Calibrated class probabilities for a normalized batch, [n, classes] row-major. */
+  async predict(input: Float32Array, batch: number): Promise<Float32Array> {
+    const raw = await this.runtime.run(input, batch);
+    if (raw.length !== batch * this.numClasses) {
+      throw new Error(`${this.name}/${this.version} returned ${raw.length} values for ${batch} images x ${this.numClasses} classes`);
+    }
+    return this.manifest.output.kind === 'logits'
+      ? softmaxRows(raw, this.numClasses, this.manifest.output.temperature)
+      : temperProbabilities(raw, this.numClasses, this.manifest.output.temperature);
+  }
+}
+
+/** Row-wise softmax(logits / T), numerically stable. */
+export function softmaxRows(logits: Float32Array, classes: number, temperature: number): Float32Array {
+  const out = new Float32Array(logits.length);
+  const invT = 1 / temperature;
+  for (let r = 0; r < logits.length; r += classes) {
+    let max = -Infinity;
+    for (let k = 0; k < classes; k++) max = Math.max(max, logits[r + k]);
+    let sum = 0;
+    for (let k = 0; k < classes; k++) {
+      const e = Math.exp((logits[r + k] - max) * invT);
+      out[r + k] = e;
+      sum += e;
+    }
+    for (let k = 0; k < classes; k++) out[r + k] /= sum;
+  }
+  return out;
+}
+
+/** A model that outputs probabilities: temperature applies to their logs. */
+function temperProbabilities(probs: Float32Array, classes: number, temperature: number): Float32Array {
+  if (temperature === 1) return probs;
+  const logs = new Float32Array(probs.length);
+  for (let i = 0; i < probs.length; i++) logs[i] = Math.log(Math.max(probs[i], 1e-30));
+  return softmaxRows(logs, classes, temperature);
+}

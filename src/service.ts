@@ -1,0 +1,99 @@
+/**
+ * Builds the whole service from a frozen Config: repository, runtimes,
+ * preprocessor, selector, DataPlane and transports. No module-level state,
+ * so tests can run several instances side by side. main.ts only adds
+ * process concerns (signals, exit codes).
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Config } from './config';
+import { DataPlane } from './core/dataplane';
+import type { AppLogger } from './core/logger';
+import { ModelRepository, type ReloadReport } from './models/repository';
+import { OnnxRuntimeFactory } from './models/onnx-runtime';
+import type { RuntimeFactory } from './models/runtime';
+import { TfjsEnvironment, TfjsRuntimeFactory } from './models/tfjs-runtime';
+import { Preprocessor } from './preprocess/preprocessor';
+import { SingleModelSelector } from './routing/selector';
+import { createHttpApp } from './transport/http/app';
+
+export interface Service {
+  readonly config: Config;
+  readonly dataplane: DataPlane;
+  readonly repository: ModelRepository;
+  readonly httpServer: http.Server;
+  /** Load models and start listening; resolves when ready to serve. */
+  start(): Promise<{ httpPort: number }>;
+  reload(): Promise<ReloadReport>;
+  /** Drain: readiness false, stop accepting connections, finish in-flight work (bounded), release models. */
+  stop(): Promise<{ drained: boolean }>;
+}
+
+async function runtimeFactory(config: Config): Promise<RuntimeFactory> {
+  if (config.runtime === 'tfjs') return new TfjsRuntimeFactory(await TfjsEnvironment.create());
+  return new OnnxRuntimeFactory({ intraOpThreads: config.ortThreads });
+}
+
+export async function createService(config: Config, log: AppLogger): Promise<Service> {
+  const repository = new ModelRepository({ dir: config.modelDir, factory: await runtimeFactory(config), log });
+  const dataplane = new DataPlane({
+    repository,
+    preprocessor: new Preprocessor({ maxImageBytes: config.maxImageBytes, maxImagePixels: config.maxImagePixels }),
+    selector: new SingleModelSelector(config.defaultModel),
+    limits: { maxBatchImages: config.maxBatchImages },
+  });
+  const reload = async () => {
+    const report = await repository.reload();
+    log.info({ loaded: report.loaded, removed: report.removed, failed: report.failed.length }, 'model reload finished');
+    return report;
+  };
+  const app = createHttpApp(
+    dataplane,
+    { reload },
+    { maxImageBytes: config.maxImageBytes, maxBatchImages: config.maxBatchImages, maxJsonBytes: config.maxJsonBytes, adminToken: config.adminToken },
+    log,
+  );
+  const httpServer = http.createServer(app);
+  httpServer.keepAliveTimeout = 65_000; // longer than typical load-balancer idle timeouts
+  httpServer.headersTimeout = 66_000;
+  httpServer.requestTimeout = 60_000;
+
+  return {
+    config,
+    dataplane,
+    repository,
+    httpServer,
+    async start() {
+      const report = await reload();
+      if (repository.isEmpty()) {
+        const why = report.failed.map((f) => `${f.name}/${f.version}: ${f.error}`).join('; ') || `no model found under ${config.modelDir}`;
+        throw new Error(`no model could be loaded: ${why}`);
+      }
+      if (!repository.has(config.defaultModel)) {
+        log.warn({ defaultModel: config.defaultModel, loaded: repository.names() }, 'DEFAULT_MODEL is not loaded; requests must name a model');
+      }
+      await new Promise<void>((resolve, reject) => {
+        httpServer.once('error', reject);
+        httpServer.listen(config.httpPort, config.host, () => resolve());
+      });
+      return { httpPort: (httpServer.address() as AddressInfo).port };
+    },
+    reload,
+    async stop() {
+      dataplane.startDraining();
+      const closed = new Promise<void>((resolve) => httpServer.close(() => resolve()));
+      httpServer.closeIdleConnections();
+      let timer: NodeJS.Timeout | undefined;
+      const drained = await Promise.race([
+        closed.then(() => true),
+        new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(false), config.drainTimeoutMs);
+        }),
+      ]);
+      clearTimeout(timer);
+      if (!drained) httpServer.closeAllConnections();
+      await repository.close();
+      return { drained };
+    },
+  };
+}

@@ -1,0 +1,153 @@
+/**
+ * The HTTP transport (express 5 + multer): parse, call the DataPlane,
+ * serialize. No request rule lives here.
+ */
+import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import multer from 'multer';
+import type { DataPlane } from '../../core/dataplane';
+import { ServiceError } from '../../core/errors';
+import type { AppLogger } from '../../core/logger';
+import type { ImageInput } from '../../core/types';
+import { adminAuth } from './admin-auth';
+import { errorMiddleware, sendError } from './errors';
+import { imageFromJson, optionsFrom, requireJsonObject, unsupportedContentType } from './parse';
+
+export interface HttpOptions {
+  maxImageBytes: number;
+  maxBatchImages: number;
+  maxJsonBytes: number;
+  adminToken?: string;
+}
+
+export interface AdminActions {
+  reload(): Promise<unknown>;
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+export function createHttpApp(dataplane: DataPlane, admin: AdminActions, opts: HttpOptions, log: AppLogger): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.set('query parser', 'simple');
+
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    const incoming = req.get('x-request-id');
+    const id = incoming && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+    res.locals.requestId = id;
+    res.setHeader('X-Request-Id', id);
+    res.setHeader('X-Content-Type-Options', 'nosniff');
+    res.setHeader('X-Frame-Options', 'DENY');
+    res.setHeader('Content-Security-Policy', "default-src 'none'; frame-ancestors 'none'");
+    res.setHeader('Cache-Control', 'no-store');
+    res.setHeader('Referrer-Policy', 'no-referrer');
+    const start = performance.now();
+    res.on('finish', () => {
+      // One line per request; never the body.
+      log.info({
+        reqId: id,
+        method: req.method,
+        path: req.path,
+        status: res.statusCode,
+        ms: Math.round((performance.now() - start) * 100) / 100,
+        model: res.locals.model,
+        arm: res.locals.arm,
+        code: res.locals.errorCode,
+      }, 'request');
+    });
+    next();
+  });
+
+  const json = express.json({ limit: opts.maxJsonBytes, strict: true });
+  const limits = { fileSize: opts.maxImageBytes, fields: 20, fieldSize: 64 * 1024, parts: opts.maxBatchImages + 20, headerPairs: 200 };
+  const single = multer({ storage: multer.memoryStorage(), limits: { ...limits, files: 1 } }).single('image');
+  const many = multer({ storage: multer.memoryStorage(), limits: { ...limits, files: opts.maxBatchImages } }).fields([
+    { name: 'images', maxCount: opts.maxBatchImages },
+    { name: 'image', maxCount: opts.maxBatchImages },
+  ]);
+
+  /** Run the body parser that fits the content type; refuse any other. */
+  const parseBody = (multipart: express.RequestHandler) => (req: Request, res: Response, next: NextFunction) => {
+    if (req.is('multipart/form-data')) return multipart(req, res, next);
+    if (req.is('application/json')) return json(req, res, next);
+    next(unsupportedContentType(req.get('content-type')));
+  };
+
+  const markModel = (res: Response, r: { model: string; version: string; arm: string }) => {
+    res.locals.model = r.model;
+    res.locals.arm = r.arm;
+    res.setHeader('X-Model-Arm', r.arm);
+    res.setHeader('X-Model-Name', r.model);
+    res.setHeader('X-Model-Version', r.version);
+  };
+
+  app.post('/v1/classify', parseBody(single), async (req: Request, res: Response) => {
+    let image: ImageInput;
+    let body: Record<string, unknown> | undefined;
+    if (req.is('multipart/form-data')) {
+      if (!req.file) throw new ServiceError('INVALID_ARGUMENT', 'multipart body needs a file in the "image" field');
+      image = { kind: 'encoded', bytes: req.file.buffer };
+      body = req.body as Record<string, unknown>;
+    } else {
+      body = requireJsonObject(req.body);
+      image = imageFromJson(body, 'body');
+    }
+    const result = await dataplane.classify(image, { ...optionsFrom(body, req.query, req.get('x-routing-key')), transport: 'http' });
+    markModel(res, result);
+    res.json(result);
+  });
+
+  app.post('/v1/classify/batch', parseBody(many), async (req: Request, res: Response) => {
+    let images: ImageInput[];
+    let body: Record<string, unknown> | undefined;
+    if (req.is('multipart/form-data')) {
+      const files = req.files as Record<string, Express.Multer.File[]> | undefined;
+      const all = [...(files?.images ?? []), ...(files?.image ?? [])];
+      if (all.length === 0) throw new ServiceError('INVALID_ARGUMENT', 'multipart body needs files in the "images" field');
+      images = all.map((f) => ({ kind: 'encoded', bytes: f.buffer }));
+      body = req.body as Record<string, unknown>;
+    } else {
+      body = requireJsonObject(req.body);
+      if (!Array.isArray(body.images)) throw new ServiceError('INVALID_ARGUMENT', 'body.images must be an array of {"image": base64} or {"pixels": [...]}');
+      if (body.images.length > opts.maxBatchImages) {
+        throw new ServiceError('INVALID_ARGUMENT', `a batch holds at most ${opts.maxBatchImages} images; got ${body.images.length}`);
+      }
+      images = body.images.map((item, i) => imageFromJson(item, `images[${i}]`));
+    }
+    const results = await dataplane.classifyBatch(images, { ...optionsFrom(body, req.query, req.get('x-routing-key')), transport: 'http' });
+    const first = results.find((r): r is Extract<typeof r, { model: string }> => 'model' in r);
+    if (first) markModel(res, first);
+    res.json({ results });
+  });
+
+  app.get('/v1/models', (_req: Request, res: Response) => {
+    res.json(dataplane.models());
+  });
+
+  app.get('/healthz', (_req: Request, res: Response) => {
+    res.json({ status: 'ok' });
+  });
+
+  app.get('/readyz', (_req: Request, res: Response) => {
+    const r = dataplane.readiness();
+    res.status(r.ready ? 200 : 503).json(r);
+  });
+
+  app.post('/v1/admin/models/reload', adminAuth(opts.adminToken), async (_req: Request, res: Response) => {
+    const report = (await admin.reload()) as { failed?: unknown[] };
+    res.json({ ok: (report.failed?.length ?? 0) === 0, ...report });
+  });
+
+  app.use((req: Request, res: Response) => {
+    sendError(res, new ServiceError('NOT_FOUND', `no route ${req.method} ${req.path}`));
+  });
+
+  app.use(
+    errorMiddleware({ maxImageBytes: opts.maxImageBytes, maxBatchImages: opts.maxBatchImages, maxJsonBytes: opts.maxJsonBytes }, (err, req) =>
+      log.error({ reqId: req.res?.locals.requestId, err: err.cause instanceof Error ? err.cause.stack : String(err.cause) }, 'internal error'),
+    ),
+  );
+  return app;
+}

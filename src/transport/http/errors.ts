@@ -1,0 +1,54 @@
+/** Map what express, body-parser and multer throw onto ServiceErrors, and write error bodies. */
+import type { NextFunction, Request, Response } from 'express';
+import multer from 'multer';
+import { ServiceError } from '../../core/errors';
+
+export function fromHttpLayer(err: unknown, limits: { maxImageBytes: number; maxBatchImages: number; maxJsonBytes: number }): ServiceError {
+  if (err instanceof ServiceError) return err;
+  if (err instanceof multer.MulterError) {
+    switch (err.code) {
+      case 'LIMIT_FILE_SIZE':
+        return new ServiceError('PAYLOAD_TOO_LARGE', `an image is larger than the limit of ${limits.maxImageBytes} bytes`);
+      case 'LIMIT_FILE_COUNT':
+        return new ServiceError('INVALID_ARGUMENT', `too many images: at most ${limits.maxBatchImages} per request`);
+      case 'LIMIT_UNEXPECTED_FILE':
+        return new ServiceError('INVALID_ARGUMENT', `unexpected file field "${err.field}"; send images in the "image" (or, for batches, "images") field`);
+      case 'LIMIT_FIELD_COUNT':
+      case 'LIMIT_FIELD_KEY':
+      case 'LIMIT_FIELD_VALUE':
+      case 'LIMIT_PART_COUNT':
+        return new ServiceError('INVALID_ARGUMENT', `multipart form too large: ${err.message}`);
+      default:
+        return new ServiceError('INVALID_ARGUMENT', `malformed multipart body: ${err.message}`);
+    }
+  }
+  const e = err as { type?: string; status?: number; message?: string };
+  if (e && typeof e === 'object') {
+    if (e.type === 'entity.too.large') return new ServiceError('PAYLOAD_TOO_LARGE', `request body is larger than the limit of ${limits.maxJsonBytes} bytes`);
+    if (e.type === 'entity.parse.failed') return new ServiceError('INVALID_ARGUMENT', 'request body is not valid JSON');
+    if (e.type === 'encoding.unsupported' || e.type === 'charset.unsupported') return new ServiceError('UNSUPPORTED_MEDIA_TYPE', e.message ?? 'unsupported encoding');
+    if (e.type === 'request.aborted') return new ServiceError('CANCELLED', 'request aborted by the client');
+    if (typeof e.message === 'string' && /^(Multipart: Boundary not found|Unexpected end of form|Malformed part header)/.test(e.message)) {
+      return new ServiceError('INVALID_ARGUMENT', `malformed multipart body: ${e.message}`);
+    }
+    if (typeof e.status === 'number' && e.status >= 400 && e.status < 500) return new ServiceError('INVALID_ARGUMENT', 'bad request');
+  }
+  return ServiceError.from(err);
+}
+
+export function sendError(res: Response, err: ServiceError): void {
+  if (res.headersSent) return;
+  if (err.retryAfterSeconds !== undefined) res.setHeader('Retry-After', String(err.retryAfterSeconds));
+  res.locals.errorCode = err.code;
+  res.status(err.httpStatus).json({ error: { code: err.code, message: err.message, requestId: res.locals.requestId } });
+}
+
+export type ErrorLogger = (err: ServiceError, req: Request) => void;
+
+export function errorMiddleware(limits: Parameters<typeof fromHttpLayer>[1], logInternal: ErrorLogger) {
+  return (err: unknown, req: Request, res: Response, _next: NextFunction): void => {
+    const e = fromHttpLayer(err, limits);
+    if (e.code === 'INTERNAL') logInternal(e, req);
+    sendError(res, e);
+  };
+}

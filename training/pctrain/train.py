@@ -1,0 +1,202 @@
+"""Train a CNN on the official split, checkpointing every epoch.
+
+    python3 -m pctrain.train --out runs/baseline-seed1 --seed 1 --epochs 15
+
+A run directory holds `last.pt` (resume point: model, optimizer, schedule,
+RNG state, history), `best.pt` (best validation accuracy so far, the model
+that gets packaged), `history.json` and `config.json`. Re-running the same
+command resumes from `last.pt`. The test set is never looked at here.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import data as fdata
+from .augment import shift_and_flip
+from .nets import Cnn, CnnConfig, count_params
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int = 1
+    epochs: int = 15
+    batch_size: int = 128
+    max_lr: float = 3e-3
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.05
+    max_shift: int = 2
+    flip_p: float = 0.5
+    threads: int = 2
+    train_limit: int = 0  # >0: a class-balanced slice of the training split (smoke runs)
+    val_per_class: int = 500
+    split_seed: int = 20260101
+    data_dir: str | None = None
+    net: dict = field(default_factory=lambda: CnnConfig().to_dict())
+
+
+def set_determinism(seed: int, threads: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+
+
+def to_tensor(images: np.ndarray, mean: float, std: float) -> torch.Tensor:
+    """uint8 [N,28,28] -> float32 [N,1,28,28], x = (pixel/255 - mean) / std."""
+    x = torch.from_numpy(images.astype(np.float32) / 255.0)
+    return ((x - mean) / std).unsqueeze(1)
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: torch.Tensor, batch: int = 1000) -> torch.Tensor:
+    model.eval()
+    return torch.cat([model(x[i : i + batch]) for i in range(0, x.shape[0], batch)])
+
+
+def accuracy(logits: torch.Tensor, labels: np.ndarray | torch.Tensor) -> float:
+    labels = torch.as_tensor(labels)
+    return (logits.argmax(1) == labels).float().mean().item()
+
+
+def normalization(train_images: np.ndarray) -> tuple[float, float]:
+    x = train_images.astype(np.float64) / 255.0
+    return float(x.mean()), float(x.std())
+
+
+class Trainer:
+    """One-cycle AdamW training of `model` with per-epoch checkpoints in `out`."""
+
+    def __init__(self, cfg: TrainConfig, out: Path, model: nn.Module, ds: fdata.FashionMnist,
+                 mean: float, std: float, log=print):
+        self.cfg, self.out, self.model, self.log = cfg, out, model, log
+        self.x_train = to_tensor(ds.train.images, mean, std)
+        self.y_train = torch.from_numpy(ds.train.labels)
+        self.x_val = to_tensor(ds.val.images, mean, std)
+        self.y_val = ds.val.labels
+        self.steps_per_epoch = math.ceil(len(self.y_train) / cfg.batch_size)
+        self.opt, self.sched = self.make_optimizer(cfg.epochs)
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        self.history: list[dict] = []
+        self.epoch = 0
+        self.best_val = -1.0
+        self.train_seconds = 0.0
+
+    def make_optimizer(self, epochs: int):
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=self.cfg.max_lr, weight_decay=self.cfg.weight_decay)
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=self.cfg.max_lr, epochs=epochs, steps_per_epoch=self.steps_per_epoch)
+        return opt, sched
+
+    def state(self) -> dict:
+        return {
+            "config": asdict(self.cfg), "model": self.model.state_dict(), "opt": self.opt.state_dict(),
+            "sched": self.sched.state_dict(), "gen": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
+            "epoch": self.epoch, "history": self.history, "best_val": self.best_val,
+            "train_seconds": self.train_seconds,
+        }
+
+    def restore(self, ck: dict) -> None:
+        self.model.load_state_dict(ck["model"])
+        self.opt.load_state_dict(ck["opt"])
+        self.sched.load_state_dict(ck["sched"])
+        self.gen.set_state(ck["gen"])
+        torch.set_rng_state(ck["torch_rng"])
+        self.epoch, self.history = ck["epoch"], ck["history"]
+        self.best_val, self.train_seconds = ck["best_val"], ck["train_seconds"]
+
+    def train_epoch(self) -> float:
+        self.model.train()
+        perm = torch.randperm(len(self.y_train), generator=self.gen)
+        total, seen = 0.0, 0
+        for i in range(0, len(perm), self.cfg.batch_size):
+            idx = perm[i : i + self.cfg.batch_size]
+            if len(idx) < 2:  # batch norm needs two samples
+                continue
+            x = shift_and_flip(self.x_train[idx], self.cfg.max_shift, self.cfg.flip_p, self.gen)
+            loss = self.loss_fn(self.model(x), self.y_train[idx])
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            self.sched.step()
+            total += loss.item() * len(idx)
+            seen += len(idx)
+        return total / max(seen, 1)
+
+    def run(self, extra: dict | None = None) -> dict:
+        while self.epoch < self.cfg.epochs:
+            t0 = time.time()
+            loss = self.train_epoch()
+            val_acc = accuracy(predict_logits(self.model, self.x_val), self.y_val)
+            self.train_seconds += time.time() - t0
+            self.epoch += 1
+            row = {"epoch": self.epoch, "train_loss": round(loss, 5), "val_acc": round(val_acc, 5),
+                   "lr": self.sched.get_last_lr()[0], "seconds": round(time.time() - t0, 1), **(extra or {})}
+            self.history.append(row)
+            self.log(json.dumps(row))
+            if val_acc > self.best_val:
+                self.best_val = val_acc
+                torch.save(self.state(), self.out / "best.pt")
+            torch.save(self.state(), self.out / "last.pt")
+            (self.out / "history.json").write_text(json.dumps(self.history, indent=1))
+        return {"best_val": self.best_val, "train_seconds": self.train_seconds}
+
+
+def train(cfg: TrainConfig, out: Path, log=print) -> dict:
+    """Train (or resume) a baseline CNN run in `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    set_determinism(cfg.seed, cfg.threads)
+    ds = fdata.load(cfg.data_dir, cfg.val_per_class, cfg.split_seed)
+    if cfg.train_limit:
+        ds = fdata.FashionMnist(fdata.subset(ds.train, cfg.train_limit, cfg.seed), ds.val, ds.test, ds.source_dir)
+    mean, std = normalization(ds.train.images)
+    model = Cnn(CnnConfig.from_dict(cfg.net))
+    (out / "config.json").write_text(json.dumps(
+        {"train": asdict(cfg), "normalization": {"mean": mean, "std": std},
+         "params": count_params(model), "kind": "baseline"}, indent=1))
+    trainer = Trainer(cfg, out, model, ds, mean, std, log)
+    if (out / "last.pt").exists():
+        trainer.restore(torch.load(out / "last.pt"))
+        log(f"resumed {out} at epoch {trainer.epoch}")
+    return trainer.run()
+
+
+def parse_net(args) -> dict:
+    net = CnnConfig(conv_channels=tuple(args.channels), dense=args.dense, dropout=args.dropout)
+    return net.to_dict()
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--max-lr", type=float, default=3e-3)
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--label-smoothing", type=float, default=0.05)
+    p.add_argument("--channels", type=int, nargs="+", default=[32, 32, 64, 64])
+    p.add_argument("--dense", type=int, default=256)
+    p.add_argument("--dropout", type=float, default=0.3)
+    p.add_argument("--train-limit", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--data-dir", default=None)
+    a = p.parse_args(argv)
+    cfg = TrainConfig(seed=a.seed, epochs=a.epochs, batch_size=a.batch_size, max_lr=a.max_lr,
+                      weight_decay=a.weight_decay, label_smoothing=a.label_smoothing, threads=a.threads,
+                      train_limit=a.train_limit, data_dir=a.data_dir, net=parse_net(a))
+    print(json.dumps(train(cfg, a.out)))
+
+
+if __name__ == "__main__":
+    main()
