@@ -64,6 +64,7 @@ export async function resizeAndSharpen(img: Gray, width: number, height: number)
   const { data, info } = await sharp(img.data, { raw: { width: img.width, height: img.height, channels: 1 } })
     .resize(width, height, { kernel: 'nearest', fit: 'fill' })
     .sharpen({ sigma: 1 })
+    .toColourspace('b-w')
     .raw()
     .toBuffer({ resolveWithObject: true });
   if (info.channels !== 1) throw new Error(`sharpen returned ${info.channels} channels`);

@@ -44,7 +44,8 @@ export class Preprocessor {
     }
     let meta: Awaited<ReturnType<ReturnType<typeof sharp>["metadata"]>>;
     try {
-      meta = await sharp(bytes).metadata();
+      // Header only: no pixel limit needed here, ours is checked just below with a clearer message.
+      meta = await sharp(bytes, { limitInputPixels: false }).metadata();
     } catch {
       throw new ServiceError('UNSUPPORTED_MEDIA_TYPE', 'image could not be read: not a PNG, JPEG, WebP, GIF, TIFF or AVIF file');
     }

@@ -1,0 +1,59 @@
+/** Shared by the test suites: paths, a silent logger, in-process services. */
+import { readFileSync } from 'node:fs';
+import { cp, mkdtemp } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import { type Config, loadConfig } from '../src/config';
+import { createService, type Service } from '../src/service';
+
+export const ROOT = path.resolve(__dirname, '..', '..');
+export const MODELS = path.join(ROOT, 'models');
+export const BASELINE = path.join(MODELS, 'baseline', '1');
+export const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'fashion-mnist');
+
+export const silentLog = pino({ level: 'silent' });
+
+export interface FixtureImage {
+  file: string;
+  testIndex: number;
+  labelIndex: number;
+  label: string;
+}
+
+export function fixtureImages(): FixtureImage[] {
+  return JSON.parse(readFileSync(path.join(FIXTURES, 'labels.json'), 'utf8')).images;
+}
+
+export function fixtureBytes(file: string): Buffer {
+  return readFileSync(path.join(FIXTURES, file));
+}
+
+/** The PyTorch probabilities recorded for an artifact's parity images, by test-set index. */
+export function pytorchReference(artifactDir: string): Map<number, number[]> {
+  const ref = JSON.parse(readFileSync(path.join(artifactDir, 'parity', 'reference.json'), 'utf8'));
+  return new Map(ref.indices.map((idx: number, i: number) => [idx, ref.probabilities[i]]));
+}
+
+export function argmax(xs: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < xs.length; i++) if (xs[i] > xs[best]) best = i;
+  return best;
+}
+
+/** A copy of the shipped model directory that a test may change. */
+export async function tempModelDir(): Promise<string> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'pc-models-'));
+  await cp(MODELS, dir, { recursive: true });
+  return dir;
+}
+
+export function testConfig(env: Record<string, string> = {}): Config {
+  return loadConfig({ MODEL_DIR: MODELS, HTTP_PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'silent', ...env });
+}
+
+export async function startService(env: Record<string, string> = {}): Promise<Service & { port: number }> {
+  const service = await createService(testConfig(env), silentLog);
+  const { httpPort } = await service.start();
+  return Object.assign(service, { port: httpPort });
+}
