@@ -1,0 +1,85 @@
+/**
+ * End to end, as a user runs it: `npm start` on the built service, every
+ * fixture PNG over HTTP, each top-1 compared with the training code's own
+ * PyTorch prediction for that image (parity/reference.json), through both
+ * runtimes; then SIGTERM drains and exits 0.
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import net from 'node:net';
+import { describe, it } from 'node:test';
+import { argmax, BASELINE, fixtureBytes, fixtureImages, pytorchReference, ROOT } from '../helpers';
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const srv = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function startNpm(env: Record<string, string>): Promise<{ child: ChildProcess; base: string; output: () => string; exited: Promise<number | null> }> {
+  const port = await freePort();
+  let out = '';
+  const child = spawn('npm', ['start', '--silent'], {
+    cwd: ROOT,
+    env: { ...process.env, HTTP_PORT: String(port), HOST: '127.0.0.1', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout!.on('data', (d) => (out += d));
+  child.stderr!.on('data', (d) => (out += d));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const base = `http://127.0.0.1:${port}`;
+  const started = Date.now();
+  for (;;) {
+    try {
+      const r = await fetch(`${base}/readyz`);
+      if (r.status === 200) break;
+    } catch {
+      /* not listening yet */
+    }
+    if (child.exitCode !== null) throw new Error(`service exited during start: ${out}`);
+    if (Date.now() - started > 30_000) throw new Error(`service not ready after 30 s: ${out}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { child, base, output: () => out, exited };
+}
+
+async function classifyPng(base: string, bytes: Buffer, name: string) {
+  const form = new FormData();
+  form.append('image', new Blob([bytes], { type: 'image/png' }), name);
+  const res = await fetch(`${base}/v1/classify`, { method: 'POST', body: form });
+  assert.equal(res.status, 200);
+  return (await res.json()) as { labelIndex: number; confidence: number; model: string };
+}
+
+for (const runtime of ['onnx', 'tfjs'] as const) {
+  describe(`npm start with RUNTIME=${runtime}`, () => {
+    it('classifies every fixture PNG as the offline evaluation does, then drains on SIGTERM', async () => {
+      const t0 = Date.now();
+      const svc = await startNpm({ RUNTIME: runtime, LOG_LEVEL: 'warn' });
+      const readyMs = Date.now() - t0;
+      try {
+        const ref = pytorchReference(BASELINE);
+        const fixtures = fixtureImages();
+        let agree = 0;
+        let correct = 0;
+        for (const f of fixtures) {
+          const r = await classifyPng(svc.base, fixtureBytes(f.file), f.file);
+          const expected = argmax(ref.get(f.testIndex)!);
+          assert.equal(r.labelIndex, expected, `${f.file}: service ${r.labelIndex}, PyTorch ${expected}`);
+          agree++;
+          if (r.labelIndex === f.labelIndex) correct++;
+        }
+        assert.equal(agree, fixtures.length);
+        // A sanity floor on the real labels (the shipped model is ~93-94% on the test set).
+        assert.ok(correct / fixtures.length > 0.85, `fixture accuracy ${correct}/${fixtures.length}`);
+        assert.ok(readyMs < 30_000);
+      } finally {
+        svc.child.kill('SIGTERM');
+      }
+      assert.equal(await svc.exited, 0, svc.output());
+    });
+  });
+}
