@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(python3-torch python3-onnx python3-numpy python3-pytest dataset-fashion-mnist)
+APT_PACKAGES=(python3-torch python3-onnx python3-numpy python3-pytest python3-matplotlib dataset-fashion-mnist)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

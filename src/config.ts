@@ -21,6 +21,17 @@ export interface Config {
   readonly maxJsonBytes: number;
   readonly drainTimeoutMs: number;
   readonly adminToken?: string;
+  /**
+   * HMAC secret for prediction-id receipts. Replicas that share it accept
+   * each other's ids; unset, each process makes a random one (feedback then
+   * only works on the replica that answered).
+   */
+  readonly receiptSecret?: string;
+  readonly feedbackMaxAgeHours: number;
+  readonly feedbackDedupCapacity: number;
+  readonly grpcMaxMessageBytes: number;
+  /** Requests a ClassifyStream works on ahead of the client's reading. */
+  readonly grpcStreamWindow: number;
   readonly logLevel: string;
 }
 
@@ -46,6 +57,8 @@ function oneOf<T extends string>(env: Env, key: string, def: T, allowed: readonl
 export function loadConfig(env: Env = process.env): Config {
   const adminToken = env.ADMIN_TOKEN || undefined;
   if (adminToken !== undefined && adminToken.length < 16) throw new ConfigError('ADMIN_TOKEN must be at least 16 characters');
+  const receiptSecret = env.RECEIPT_SECRET || undefined;
+  if (receiptSecret !== undefined && receiptSecret.length < 16) throw new ConfigError('RECEIPT_SECRET must be at least 16 characters');
   const config: Config = {
     host: env.HOST || '0.0.0.0',
     httpPort: int(env, 'HTTP_PORT', 8080, 0, 65535),
@@ -61,6 +74,11 @@ export function loadConfig(env: Env = process.env): Config {
     maxJsonBytes: int(env, 'MAX_JSON_BYTES', 32 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
     drainTimeoutMs: int(env, 'DRAIN_TIMEOUT_MS', 10_000, 0, 600_000),
     adminToken,
+    receiptSecret,
+    feedbackMaxAgeHours: int(env, 'FEEDBACK_MAX_AGE_HOURS', 168, 1, 24 * 366),
+    feedbackDedupCapacity: int(env, 'FEEDBACK_DEDUP_CAPACITY', 200_000, 1, 10_000_000),
+    grpcMaxMessageBytes: int(env, 'GRPC_MAX_MESSAGE_BYTES', 32 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    grpcStreamWindow: int(env, 'GRPC_STREAM_WINDOW', 32, 1, 4096),
     logLevel: oneOf(env, 'LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
   };
   return Object.freeze(config);

@@ -4,8 +4,11 @@
  * so tests can run several instances side by side. main.ts only adds
  * process concerns (signals, exit codes).
  */
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
 import type { Config } from './config';
 import { DataPlane } from './core/dataplane';
 import type { AppLogger } from './core/logger';
@@ -13,8 +16,10 @@ import { ModelRepository, type ReloadReport } from './models/repository';
 import { OnnxRuntimeFactory } from './models/onnx-runtime';
 import type { RuntimeFactory } from './models/runtime';
 import { TfjsEnvironment, TfjsRuntimeFactory } from './models/tfjs-runtime';
+import { ReceiptSigner, SeenIds } from './monitoring/receipts';
 import { Preprocessor } from './preprocess/preprocessor';
 import { SingleModelSelector } from './routing/selector';
+import { createGrpcTransport, type GrpcTransport } from './transport/grpc/server';
 import { createHttpApp } from './transport/http/app';
 
 export interface Service {
@@ -22,8 +27,9 @@ export interface Service {
   readonly dataplane: DataPlane;
   readonly repository: ModelRepository;
   readonly httpServer: http.Server;
+  readonly grpc: GrpcTransport;
   /** Load models and start listening; resolves when ready to serve. */
-  start(): Promise<{ httpPort: number }>;
+  start(): Promise<{ httpPort: number; grpcPort: number }>;
   reload(): Promise<ReloadReport>;
   /** Drain: readiness false, stop accepting connections, finish in-flight work (bounded), release models. */
   stop(): Promise<{ drained: boolean }>;
@@ -34,23 +40,53 @@ async function runtimeFactory(config: Config): Promise<RuntimeFactory> {
   return new OnnxRuntimeFactory({ intraOpThreads: config.ortThreads });
 }
 
+export const SERVER_NAME = 'product-classifier';
+
+export function serverVersion(): string {
+  const pkg = JSON.parse(readFileSync(path.resolve(__dirname, '../../package.json'), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
 export async function createService(config: Config, log: AppLogger): Promise<Service> {
+  if (!config.receiptSecret) {
+    log.warn({}, 'RECEIPT_SECRET is not set: prediction ids are signed with a per-process secret, so feedback is only accepted by this replica');
+  }
+  const receipts = new ReceiptSigner(
+    config.receiptSecret ? Buffer.from(config.receiptSecret) : randomBytes(32),
+    config.feedbackMaxAgeHours * 3_600_000,
+  );
   const repository = new ModelRepository({ dir: config.modelDir, factory: await runtimeFactory(config), log });
   const dataplane = new DataPlane({
     repository,
     preprocessor: new Preprocessor({ maxImageBytes: config.maxImageBytes, maxImagePixels: config.maxImagePixels }),
     selector: new SingleModelSelector(config.defaultModel),
     limits: { maxBatchImages: config.maxBatchImages },
+    receipts,
+    seenFeedback: new SeenIds(config.feedbackDedupCapacity),
   });
+  const version = serverVersion();
+  const grpc = createGrpcTransport(
+    dataplane,
+    { maxMessageBytes: config.grpcMaxMessageBytes, streamWindow: config.grpcStreamWindow, serverName: SERVER_NAME, serverVersion: version },
+    log,
+  );
   const reload = async () => {
     const report = await repository.reload();
+    grpc.syncHealth();
     log.info({ loaded: report.loaded, removed: report.removed, failed: report.failed.length }, 'model reload finished');
     return report;
   };
   const app = createHttpApp(
     dataplane,
     { reload },
-    { maxImageBytes: config.maxImageBytes, maxBatchImages: config.maxBatchImages, maxJsonBytes: config.maxJsonBytes, adminToken: config.adminToken },
+    {
+      maxImageBytes: config.maxImageBytes,
+      maxBatchImages: config.maxBatchImages,
+      maxJsonBytes: config.maxJsonBytes,
+      adminToken: config.adminToken,
+      serverName: SERVER_NAME,
+      serverVersion: version,
+    },
     log,
   );
   const httpServer = http.createServer(app);
@@ -63,6 +99,7 @@ export async function createService(config: Config, log: AppLogger): Promise<Ser
     dataplane,
     repository,
     httpServer,
+    grpc,
     async start() {
       const report = await reload();
       if (repository.isEmpty()) {
@@ -76,11 +113,13 @@ export async function createService(config: Config, log: AppLogger): Promise<Ser
         httpServer.once('error', reject);
         httpServer.listen(config.httpPort, config.host, () => resolve());
       });
-      return { httpPort: (httpServer.address() as AddressInfo).port };
+      const grpcPort = await grpc.listen(config.host, config.grpcPort);
+      return { httpPort: (httpServer.address() as AddressInfo).port, grpcPort };
     },
     reload,
     async stop() {
       dataplane.startDraining();
+      const grpcDrained = grpc.stop(config.drainTimeoutMs);
       const closed = new Promise<void>((resolve) => httpServer.close(() => resolve()));
       httpServer.closeIdleConnections();
       let timer: NodeJS.Timeout | undefined;
@@ -92,8 +131,9 @@ export async function createService(config: Config, log: AppLogger): Promise<Ser
       ]);
       clearTimeout(timer);
       if (!drained) httpServer.closeAllConnections();
+      const grpcOk = await grpcDrained;
       await repository.close();
-      return { drained };
+      return { drained: drained && grpcOk };
     },
   };
 }

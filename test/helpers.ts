@@ -49,11 +49,11 @@ export async function tempModelDir(): Promise<string> {
 }
 
 export function testConfig(env: Record<string, string> = {}): Config {
-  return loadConfig({ MODEL_DIR: MODELS, HTTP_PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'silent', ...env });
+  return loadConfig({ MODEL_DIR: MODELS, HTTP_PORT: '0', GRPC_PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'silent', ...env });
 }
 
-export async function startService(env: Record<string, string> = {}): Promise<Service & { port: number }> {
+export async function startService(env: Record<string, string> = {}): Promise<Service & { port: number; grpcPort: number }> {
   const service = await createService(testConfig(env), silentLog);
-  const { httpPort } = await service.start();
-  return Object.assign(service, { port: httpPort });
+  const { httpPort, grpcPort } = await service.start();
+  return Object.assign(service, { port: httpPort, grpcPort });
 }

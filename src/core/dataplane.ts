@@ -3,14 +3,25 @@
  * input validation, model selection, timing and prediction ids. HTTP and
  * gRPC parse, call it, and serialize what it returns.
  */
-import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { LoadedModel } from '../models/model';
 import type { ModelRepository } from '../models/repository';
+import type { ReceiptSigner, SeenIds } from '../monitoring/receipts';
 import type { Preprocessor } from '../preprocess/preprocessor';
 import type { ModelSelector, Selection } from '../routing/selector';
 import { invalid, ServiceError } from './errors';
-import type { BatchItem, Classification, ClassifyOptions, ClassPrediction, ImageInput } from './types';
+import type { BatchItem, Classification, ClassifyOptions, ClassPrediction, FeedbackRequest, FeedbackResult, ImageInput } from './types';
+
+export interface ModelInfo {
+  name: string;
+  version: string;
+  versions: string[];
+  format: string;
+  labels: readonly string[];
+  inputName: string;
+  inputShape: readonly number[];
+  pixelsPerImage: number;
+}
 
 export interface DataPlaneLimits {
   maxBatchImages: number;
@@ -21,6 +32,10 @@ export interface DataPlaneDeps {
   preprocessor: Preprocessor;
   selector: ModelSelector;
   limits: DataPlaneLimits;
+  /** Signs prediction ids and verifies them when feedback comes back. */
+  receipts: ReceiptSigner;
+  /** Prediction ids whose feedback this replica has counted. */
+  seenFeedback: SeenIds;
 }
 
 const DEFAULT_TOP_K = 3;
@@ -55,6 +70,39 @@ export class DataPlane {
     return this.deps.repository.status();
   }
 
+  /** What a client needs to call one model: versions, runtime, labels, input tensor. */
+  modelInfo(name: string, version?: string): ModelInfo {
+    if (!NAME_RE.test(name)) throw invalid('model must be a model name ([A-Za-z0-9_-], at most 63 characters)');
+    if (version !== undefined && !VERSION_RE.test(version)) throw invalid('version must be a positive integer');
+    const lease = this.deps.repository.acquire(name, version);
+    try {
+      const m = lease.model;
+      return {
+        name: m.name,
+        version: m.version,
+        versions: this.models().models.filter((s) => s.name === name).map((s) => s.version),
+        format: m.runtime.format,
+        labels: m.manifest.labels,
+        inputName: m.manifest.input.name,
+        inputShape: m.manifest.input.shape,
+        pixelsPerImage: m.pixelsPerImage,
+      };
+    } finally {
+      lease.release();
+    }
+  }
+
+  /** Ready and holding this model (and version, when given). */
+  modelReady(name: string, version?: string): boolean {
+    if (!this.isReady()) return false;
+    try {
+      this.modelInfo(name, version);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   async classify(image: ImageInput, opts: ClassifyOptions): Promise<Classification> {
     const [item] = await this.run([image], opts, false);
     return item as Classification;
@@ -67,6 +115,34 @@ export class DataPlane {
       throw invalid(`a batch holds at most ${this.deps.limits.maxBatchImages} images; got ${images.length}`);
     }
     return this.run(images, opts, true);
+  }
+
+  /**
+   * Ground truth for an earlier prediction. The id is verified (signature,
+   * age); feedback for an id this replica has already counted is answered
+   * but not counted again.
+   */
+  async feedback(req: FeedbackRequest): Promise<FeedbackResult> {
+    const receipt = this.deps.receipts.verify(req.predictionId); // a string once verified
+    const labels = this.labelsOf(receipt.model);
+    const truth = resolveLabel(req.label, labels);
+    const accepted = this.deps.seenFeedback.add(req.predictionId as string);
+    return {
+      accepted,
+      correct: truth === receipt.labelIndex,
+      model: receipt.model,
+      version: receipt.version,
+      arm: receipt.arm,
+      predicted: labels[receipt.labelIndex] ?? String(receipt.labelIndex),
+      label: labels[truth],
+      confidence: receipt.confidence,
+    };
+  }
+
+  private labelsOf(model: string): readonly string[] {
+    const loaded = this.deps.repository.latest(model);
+    if (!loaded) throw new ServiceError('NOT_FOUND', `model ${model} of this prediction is not loaded here, so its labels are unknown`);
+    return loaded.manifest.labels;
   }
 
   private checkRequest(opts: ClassifyOptions): Selection {
@@ -86,14 +162,23 @@ export class DataPlane {
     try {
       const model = lease.model;
       const [, , h, w] = model.manifest.input.shape;
-      const prepared = await Promise.allSettled(images.map((img) => this.deps.preprocessor.toPixels(img, w, h)));
+      const prepared = await Promise.allSettled(
+        images.map(async (img) =>
+          img.kind === 'normalized'
+            ? { normalized: checkNormalized(img.values, model.pixelsPerImage) }
+            : { pixels: (await this.deps.preprocessor.toPixels(img, w, h)).pixels },
+        ),
+      );
       if (!perItemErrors && prepared[0].status === 'rejected') throw ServiceError.from(prepared[0].reason);
-      const ok = prepared.flatMap((p, i) => (p.status === 'fulfilled' ? [{ i, pixels: p.value.pixels }] : []));
+      const ok = prepared.flatMap((p, i) => (p.status === 'fulfilled' ? [{ i, ...p.value }] : []));
       const t1 = performance.now();
       let probs: Float32Array = new Float32Array(0);
       if (ok.length > 0) {
         const input = new Float32Array(ok.length * model.pixelsPerImage);
-        ok.forEach((item, j) => model.normalizeInto(item.pixels, input, j));
+        ok.forEach((item, j) => {
+          if (item.normalized) input.set(item.normalized, j * model.pixelsPerImage);
+          else model.normalizeInto(item.pixels!, input, j);
+        });
         probs = await model.predict(input, ok.length);
       }
       const t2 = performance.now();
@@ -117,7 +202,13 @@ export class DataPlane {
       .slice(0, Math.min(topK ?? DEFAULT_TOP_K, labels.length))
       .map((k) => ({ label: labels[k], labelIndex: k, confidence: probs[k] }));
     return {
-      predictionId: randomUUID(),
+      predictionId: this.deps.receipts.issue({
+        model: model.name,
+        version: model.version,
+        arm,
+        labelIndex: top[0].labelIndex,
+        confidence: top[0].confidence,
+      }),
       model: model.name,
       version: model.version,
       arm,
@@ -128,6 +219,31 @@ export class DataPlane {
       timings,
     };
   }
+}
+
+/** A model-input tensor sent as is: the right length, finite values. */
+function checkNormalized(values: ArrayLike<number>, expected: number): Float32Array {
+  if (values.length !== expected) throw invalid(`a normalized input needs ${expected} values per image; got ${values.length}`);
+  const out = Float32Array.from(values);
+  for (let i = 0; i < out.length; i++) {
+    if (!Number.isFinite(out[i])) throw invalid(`normalized input value ${i} is not a finite number`);
+  }
+  return out;
+}
+
+/** A label given by name or index, checked against the model's labels. */
+export function resolveLabel(label: unknown, labels: readonly string[]): number {
+  if (typeof label === 'number' || (typeof label === 'string' && /^[0-9]+$/.test(label))) {
+    const i = Number(label);
+    if (!Number.isInteger(i) || i < 0 || i >= labels.length) throw invalid(`label index must be 0..${labels.length - 1}; got ${label}`);
+    return i;
+  }
+  if (typeof label !== 'string' || label.length === 0) throw invalid('label is required: a class name or index');
+  const i = labels.indexOf(label);
+  if (i >= 0) return i;
+  const folded = labels.findIndex((l) => l.toLowerCase() === label.toLowerCase());
+  if (folded >= 0) return folded;
+  throw invalid(`unknown label "${label.slice(0, 64)}"; expected one of: ${labels.join(', ')}`);
 }
 
 function round(ms: number): number {

@@ -2,10 +2,15 @@
 
 export type Transport = 'http' | 'grpc' | 'oip-http' | 'oip-grpc' | 'inprocess';
 
-/** One image as a client sent it: encoded bytes (PNG, JPEG, ...) or 784 raw pixels. */
+/**
+ * One image as a client sent it: encoded bytes (PNG, JPEG, ...), 784 raw
+ * pixels, or (Open Inference Protocol FP32 input) the model's input tensor
+ * already normalized as the manifest prescribes.
+ */
 export type ImageInput =
   | { kind: 'encoded'; bytes: Buffer }
-  | { kind: 'pixels'; pixels: ArrayLike<number> };
+  | { kind: 'pixels'; pixels: ArrayLike<number> }
+  | { kind: 'normalized'; values: ArrayLike<number> };
 
 export interface ClassifyOptions {
   /** Force a model by name (bypasses A/B routing). */
@@ -41,3 +46,23 @@ export interface Classification extends ClassPrediction {
 }
 
 export type BatchItem = Classification | { error: { code: string; message: string } };
+
+export interface FeedbackRequest {
+  /** The predictionId of an earlier classification (a signed receipt). */
+  predictionId: unknown;
+  /** The true class: name or index. */
+  label: unknown;
+  transport: Transport;
+}
+
+export interface FeedbackResult {
+  /** False when this replica had already counted feedback for this prediction. */
+  accepted: boolean;
+  correct: boolean;
+  model: string;
+  version: string;
+  arm: string;
+  predicted: string;
+  label: string;
+  confidence: number;
+}

@@ -32,7 +32,7 @@ const WORKING_SIZE = 112;
 export class Preprocessor {
   constructor(private readonly limits: PreprocessLimits) {}
 
-  async toPixels(input: ImageInput, width: number, height: number): Promise<Preprocessed> {
+  async toPixels(input: Exclude<ImageInput, { kind: 'normalized' }>, width: number, height: number): Promise<Preprocessed> {
     if (input.kind === 'pixels') return { pixels: validatePixels(input.pixels, width * height), path: 'pixels' };
     return this.decode(input.bytes, width, height);
   }

@@ -24,7 +24,7 @@ async function startNpm(env: Record<string, string>): Promise<{ child: ChildProc
   let out = '';
   const child = spawn('npm', ['start', '--silent'], {
     cwd: ROOT,
-    env: { ...process.env, HTTP_PORT: String(port), HOST: '127.0.0.1', ...env },
+    env: { ...process.env, HTTP_PORT: String(port), GRPC_PORT: '0', HOST: '127.0.0.1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   child.stdout!.on('data', (d) => (out += d));

@@ -1,6 +1,9 @@
 """Rebuild a network from a run's config and checkpoint, whatever kind it is."""
 from __future__ import annotations
 
+from pathlib import Path
+
+import torch
 from torch import nn
 
 from .nets import Cnn, CnnConfig
@@ -14,3 +17,26 @@ def load_model(meta: dict, ck: dict) -> nn.Module:
         add_dendrites_from_state(model, ck["model"])
     model.load_state_dict(ck["model"])
     return model
+
+
+SLIM_KEYS = ("config", "model", "epoch", "history", "best_val", "train_seconds", "schedule")
+
+
+def write_final(run: Path) -> Path:
+    """Save the best checkpoint without optimizer state as `final.pt`.
+
+    `final.pt` (about 4 MB) is committed with the run's logs; `best.pt` and
+    `last.pt` carry optimizer and RNG state for resuming and stay local.
+    """
+    ck = torch.load(run / "best.pt")
+    final = run / "final.pt"
+    torch.save({k: ck[k] for k in SLIM_KEYS if k in ck}, final)
+    return final
+
+
+def best_checkpoint(run: Path) -> dict:
+    """A finished or running run's best model: `best.pt`, else the committed `final.pt`."""
+    for name in ("best.pt", "final.pt"):
+        if (run / name).exists():
+            return torch.load(run / name)
+    raise FileNotFoundError(f"{run} has neither best.pt nor final.pt: train it first")

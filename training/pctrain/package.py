@@ -22,6 +22,7 @@ import torch
 from . import data as fdata
 from .calibration import expected_calibration_error, fit_temperature, softmax_np
 from .export import INPUT_NAME, OPSET, OUTPUT_NAME, export_onnx, export_tfjs
+from .dendrites import dendrite_counts
 from .metrics import evaluation_report, reference_distributions
 from .nets import count_macs, count_params
 from .train import predict_logits, to_tensor
@@ -37,10 +38,10 @@ def sha256_file(path: Path) -> str:
 
 def load_run(run: Path):
     """The best checkpoint of a run, rebuilt as the network class it was trained as."""
-    from .checkpoints import load_model
+    from .checkpoints import best_checkpoint, load_model
 
     meta = json.loads((run / "config.json").read_text())
-    ck = torch.load(run / "best.pt")
+    ck = best_checkpoint(run)
     model = load_model(meta, ck)
     return model.eval(), meta, ck
 
@@ -79,7 +80,8 @@ def package(run: Path, name: str, version: str, out: Path, data_dir: str | None 
     }))
     files.append(PARITY_FILE)
 
-    extra = meta.get("dendrites")
+    counts = dendrite_counts(model)
+    extra = {**(meta.get("dendrites") or {}), "layers": list(counts), "perLayer": counts} if counts else None
     manifest = {
         "schemaVersion": SCHEMA_VERSION,
         "name": name,

@@ -22,6 +22,7 @@ from torch import nn
 
 from . import data as fdata
 from .augment import shift_and_flip
+from .checkpoints import write_final
 from .nets import Cnn, CnnConfig, count_params
 
 
@@ -31,6 +32,7 @@ class TrainConfig:
     epochs: int = 15
     batch_size: int = 128
     max_lr: float = 3e-3
+    lr_schedule: str = "onecycle"  # or "cosine": start at max_lr, anneal to 0 (dendrite cycles)
     weight_decay: float = 0.05
     label_smoothing: float = 0.05
     max_shift: int = 2
@@ -94,8 +96,11 @@ class Trainer:
     def make_optimizer(self, epochs: int):
         params = [p for p in self.model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=self.cfg.max_lr, weight_decay=self.cfg.weight_decay)
-        sched = torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=self.cfg.max_lr, epochs=epochs, steps_per_epoch=self.steps_per_epoch)
+        if self.cfg.lr_schedule == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * self.steps_per_epoch)
+        else:
+            sched = torch.optim.lr_scheduler.OneCycleLR(
+                opt, max_lr=self.cfg.max_lr, epochs=epochs, steps_per_epoch=self.steps_per_epoch)
         return opt, sched
 
     def state(self) -> dict:
@@ -153,7 +158,10 @@ class Trainer:
 
 
 def train(cfg: TrainConfig, out: Path, log=print) -> dict:
-    """Train (or resume) a baseline CNN run in `out`."""
+    """Train (or resume) a baseline CNN run in `out`; a finished run is left as it is."""
+    if (out / "final.pt").exists():
+        ck = torch.load(out / "final.pt")
+        return {"best_val": ck["best_val"], "train_seconds": ck["train_seconds"], "finished": True}
     out.mkdir(parents=True, exist_ok=True)
     set_determinism(cfg.seed, cfg.threads)
     ds = fdata.load(cfg.data_dir, cfg.val_per_class, cfg.split_seed)
@@ -168,7 +176,9 @@ def train(cfg: TrainConfig, out: Path, log=print) -> dict:
     if (out / "last.pt").exists():
         trainer.restore(torch.load(out / "last.pt"))
         log(f"resumed {out} at epoch {trainer.epoch}")
-    return trainer.run()
+    result = trainer.run()
+    write_final(out)
+    return result
 
 
 def parse_net(args) -> dict:

@@ -58,8 +58,13 @@ def test_training_resumes_from_its_checkpoint(tiny_run, tmp_path):
     run, _ = tiny_run
     history = json.loads((run / "history.json").read_text())
     cfg = TrainConfig(seed=3, epochs=1, train_limit=400, batch_size=32, max_lr=2e-3)
-    train(cfg, run, log=lambda *_: None)  # already at epoch 1 of 1: nothing more to do
+    assert train(cfg, run)["finished"]  # final.pt: a finished run is left alone
+    (run / "final.pt").unlink()
+    logs = []
+    train(cfg, run, log=logs.append)  # resumes from last.pt at epoch 1 of 1: nothing more to do
+    assert logs and logs[0].startswith("resumed")
     assert json.loads((run / "history.json").read_text()) == history
+    assert (run / "final.pt").exists()
 
 
 def test_package_exports_and_passes_parity(tiny_run, tmp_path):

@@ -11,7 +11,8 @@ import { ServiceError } from '../../core/errors';
 import type { AppLogger } from '../../core/logger';
 import type { ImageInput } from '../../core/types';
 import { adminAuth } from './admin-auth';
-import { errorMiddleware, sendError } from './errors';
+import { errorMiddleware, fromHttpLayer, sendError } from './errors';
+import { oipRouter } from './oip-routes';
 import { imageFromJson, optionsFrom, requireJsonObject, unsupportedContentType } from './parse';
 
 export interface HttpOptions {
@@ -19,6 +20,8 @@ export interface HttpOptions {
   maxBatchImages: number;
   maxJsonBytes: number;
   adminToken?: string;
+  serverName: string;
+  serverVersion: string;
 }
 
 export interface AdminActions {
@@ -122,6 +125,18 @@ export function createHttpApp(dataplane: DataPlane, admin: AdminActions, opts: H
     res.json({ results });
   });
 
+  app.post('/v1/feedback', (req: Request, res: Response, next: NextFunction) => {
+    if (req.is('application/json')) return json(req, res, next);
+    next(unsupportedContentType(req.get('content-type')));
+  }, async (req: Request, res: Response) => {
+    const body = requireJsonObject(req.body);
+    const label = body.label !== undefined ? body.label : body.labelIndex;
+    const result = await dataplane.feedback({ predictionId: body.predictionId, label, transport: 'http' });
+    res.locals.model = result.model;
+    res.locals.arm = result.arm;
+    res.json(result);
+  });
+
   app.get('/v1/models', (_req: Request, res: Response) => {
     res.json(dataplane.models());
   });
@@ -139,6 +154,16 @@ export function createHttpApp(dataplane: DataPlane, admin: AdminActions, opts: H
     const report = (await admin.reload()) as { failed?: unknown[] };
     res.json({ ok: (report.failed?.length ?? 0) === 0, ...report });
   });
+
+  const limitsForErrors = { maxImageBytes: opts.maxImageBytes, maxBatchImages: opts.maxBatchImages, maxJsonBytes: opts.maxJsonBytes };
+  app.use(
+    oipRouter(dataplane, {
+      serverName: opts.serverName,
+      serverVersion: opts.serverVersion,
+      json: (req, res, next) => json(req, res, (err?: unknown) => next(err === undefined ? undefined : fromHttpLayer(err, limitsForErrors))),
+      unsupported: unsupportedContentType,
+    }),
+  );
 
   app.use((req: Request, res: Response) => {
     sendError(res, new ServiceError('NOT_FOUND', `no route ${req.method} ${req.path}`));

@@ -1,0 +1,111 @@
+/**
+ * Prediction ids are signed receipts: what was predicted, by which model and
+ * arm, and when, under an HMAC-SHA256 of a shared secret. Feedback can then
+ * reach any replica (no shared store): the replica verifies the signature and
+ * the age and reads the prediction back out of the id.
+ *
+ *   id = base64url(payload JSON) "." base64url(HMAC-SHA256(secret, payload))
+ */
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { ServiceError } from '../core/errors';
+
+export interface Receipt {
+  model: string;
+  version: string;
+  arm: string;
+  /** Predicted class index. */
+  labelIndex: number;
+  /** Calibrated top-1 confidence. */
+  confidence: number;
+  /** Prediction time, ms since the epoch. */
+  issuedAt: number;
+  /** Random part: two identical predictions in the same millisecond get different ids. */
+  nonce: string;
+}
+
+interface Wire {
+  m: string;
+  v: string;
+  a: string;
+  c: number;
+  p: number;
+  t: number;
+  n: string;
+}
+
+const MAX_ID_LENGTH = 1024;
+
+export class ReceiptSigner {
+  constructor(
+    private readonly secret: Buffer,
+    private readonly maxAgeMs: number,
+    private readonly now: () => number = Date.now,
+  ) {
+    if (secret.length < 16) throw new Error('receipt secret must be at least 16 bytes');
+  }
+
+  issue(r: Omit<Receipt, 'issuedAt' | 'nonce'>): string {
+    const wire: Wire = {
+      m: r.model,
+      v: r.version,
+      a: r.arm,
+      c: r.labelIndex,
+      p: Math.round(r.confidence * 1e6) / 1e6,
+      t: this.now(),
+      n: randomBytes(6).toString('base64url'),
+    };
+    const payload = Buffer.from(JSON.stringify(wire)).toString('base64url');
+    return `${payload}.${this.sign(payload)}`;
+  }
+
+  /** The receipt inside `id`, or a ServiceError saying what is wrong with it. */
+  verify(id: unknown): Receipt {
+    if (typeof id !== 'string' || id.length === 0) throw new ServiceError('INVALID_ARGUMENT', 'predictionId must be a non-empty string');
+    if (id.length > MAX_ID_LENGTH) throw new ServiceError('INVALID_ARGUMENT', 'predictionId is too long to be one of ours');
+    const dot = id.indexOf('.');
+    if (dot <= 0 || dot !== id.lastIndexOf('.')) throw new ServiceError('INVALID_ARGUMENT', 'predictionId is malformed: expected <payload>.<signature>');
+    const payload = id.slice(0, dot);
+    const given = Buffer.from(id.slice(dot + 1), 'base64url');
+    const expected = Buffer.from(this.sign(payload), 'base64url');
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+      throw new ServiceError('PERMISSION_DENIED', 'predictionId signature does not match: it was altered or issued under another secret');
+    }
+    let wire: Wire;
+    try {
+      wire = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as Wire;
+    } catch {
+      throw new ServiceError('INVALID_ARGUMENT', 'predictionId payload is not readable');
+    }
+    const age = this.now() - wire.t;
+    if (!(age <= this.maxAgeMs)) {
+      throw new ServiceError('FAILED_PRECONDITION', `predictionId expired: feedback is accepted for ${Math.round(this.maxAgeMs / 3_600_000)} h after the prediction`);
+    }
+    return { model: wire.m, version: wire.v, arm: wire.a, labelIndex: wire.c, confidence: wire.p, issuedAt: wire.t, nonce: wire.n };
+  }
+
+  private sign(payload: string): string {
+    return createHmac('sha256', this.secret).update(payload).digest('base64url');
+  }
+}
+
+/** Remembers the ids already counted, forgetting the oldest beyond `capacity`. */
+export class SeenIds {
+  private readonly ids = new Set<string>();
+
+  constructor(private readonly capacity: number) {}
+
+  /** True the first time an id is offered (and then remembered), false after. */
+  add(id: string): boolean {
+    if (this.ids.has(id)) return false;
+    this.ids.add(id);
+    if (this.ids.size > this.capacity) {
+      const oldest = this.ids.values().next().value as string;
+      this.ids.delete(oldest);
+    }
+    return true;
+  }
+
+  get size(): number {
+    return this.ids.size;
+  }
+}

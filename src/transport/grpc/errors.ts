@@ -1,0 +1,30 @@
+/** ServiceError -> gRPC status, from the single code table in core/errors. */
+import * as grpc from '@grpc/grpc-js';
+import { ServiceError } from '../../core/errors';
+
+/** The status object grpc-js sends; `x-error-code` carries the finer service code. */
+export function toGrpcError(err: unknown): Partial<grpc.StatusObject> & { code: grpc.status; details: string } {
+  const e = ServiceError.from(err);
+  const metadata = new grpc.Metadata();
+  metadata.set('x-error-code', e.code);
+  if (e.retryAfterSeconds !== undefined) metadata.set('retry-after', String(e.retryAfterSeconds));
+  return { code: e.grpcStatus as grpc.status, details: e.message, metadata };
+}
+
+/** Run a unary handler body and answer with its result or its mapped error. */
+export function unary<Req, Res>(
+  handler: (request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>,
+  onInternal: (err: ServiceError) => void,
+): grpc.handleUnaryCall<Req, Res> {
+  return (call, callback) => {
+    if (call.cancelled) return; // deadline passed or client gone: do no work
+    handler(call.request, call).then(
+      (res) => callback(null, res),
+      (err) => {
+        const e = ServiceError.from(err);
+        if (e.code === 'INTERNAL') onInternal(e);
+        callback(toGrpcError(e));
+      },
+    );
+  };
+}

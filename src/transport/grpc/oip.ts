@@ -1,0 +1,186 @@
+/**
+ * inference.GRPCInferenceService (Open Inference Protocol v2 over gRPC).
+ * Tensors come in `contents` or in `raw_input_contents` (row-major,
+ * little-endian; BYTES elements each prefixed by a 4-byte little-endian
+ * length); the answer uses the same encoding the request used.
+ */
+import type * as grpc from '@grpc/grpc-js';
+import type { DataPlane } from '../../core/dataplane';
+import { invalid, type ServiceError } from '../../core/errors';
+import { checkShape, elementCount, infer, inputMetadata, type InputTensor, type OutputTensor, outputMetadata } from '../oip/codec';
+import { unary } from './errors';
+
+interface Contents {
+  fp32_contents?: number[];
+  uint_contents?: number[];
+  bytes_contents?: Buffer[];
+  [k: string]: unknown;
+}
+
+interface InferInputMsg {
+  name: string;
+  datatype: string;
+  shape: number[];
+  contents?: Contents | null;
+}
+
+interface InferRequestMsg {
+  model_name: string;
+  model_version: string;
+  id: string;
+  inputs: InferInputMsg[];
+  outputs: { name: string }[];
+  raw_input_contents: Buffer[];
+}
+
+export interface OipServerInfo {
+  name: string;
+  version: string;
+  onInternal: (err: ServiceError) => void;
+}
+
+function hasContents(c: Contents | null | undefined): boolean {
+  return !!c && Object.values(c).some((v) => Array.isArray(v) && v.length > 0);
+}
+
+/** BYTES raw form: each element is a 4-byte little-endian length then the bytes. */
+export function splitLengthPrefixed(buf: Buffer, where: string): Buffer[] {
+  const out: Buffer[] = [];
+  let off = 0;
+  while (off < buf.length) {
+    if (off + 4 > buf.length) throw invalid(`${where}: truncated BYTES element length at offset ${off}`);
+    const len = buf.readUInt32LE(off);
+    off += 4;
+    if (off + len > buf.length) throw invalid(`${where}: BYTES element of ${len} bytes runs past the end of the raw content`);
+    out.push(buf.subarray(off, off + len));
+    off += len;
+  }
+  return out;
+}
+
+export function joinLengthPrefixed(items: Buffer[]): Buffer {
+  const parts: Buffer[] = [];
+  for (const b of items) {
+    const len = Buffer.alloc(4);
+    len.writeUInt32LE(b.length);
+    parts.push(len, b);
+  }
+  return Buffer.concat(parts);
+}
+
+function fromRaw(buf: Buffer, datatype: string, count: number, where: string): ArrayLike<number> | Buffer[] {
+  switch (datatype) {
+    case 'FP32': {
+      if (buf.length !== count * 4) throw invalid(`${where}: raw FP32 content is ${buf.length} bytes; the shape needs ${count * 4}`);
+      const out = new Float32Array(count);
+      for (let i = 0; i < count; i++) out[i] = buf.readFloatLE(i * 4);
+      return out;
+    }
+    case 'UINT8':
+      if (buf.length !== count) throw invalid(`${where}: raw UINT8 content is ${buf.length} bytes; the shape needs ${count}`);
+      return new Uint8Array(buf.buffer, buf.byteOffset, buf.length);
+    case 'BYTES':
+      return splitLengthPrefixed(buf, where);
+    default:
+      throw invalid(`${where}: datatype ${datatype} is not accepted; inputs are FP32, UINT8 or BYTES`);
+  }
+}
+
+function fromContents(c: Contents | null | undefined, datatype: string, where: string): ArrayLike<number> | Buffer[] {
+  switch (datatype) {
+    case 'FP32':
+      return c?.fp32_contents ?? [];
+    case 'UINT8': {
+      const v = c?.uint_contents ?? [];
+      if (v.some((x) => x > 255)) throw invalid(`${where}: UINT8 values must be 0..255`);
+      return v;
+    }
+    case 'BYTES':
+      return c?.bytes_contents ?? [];
+    default:
+      throw invalid(`${where}: datatype ${datatype} is not accepted; inputs are FP32, UINT8 or BYTES`);
+  }
+}
+
+export function decodeInputs(req: InferRequestMsg): { inputs: InputTensor[]; raw: boolean } {
+  const raw = req.raw_input_contents.length > 0;
+  if (raw && req.inputs.some((t) => hasContents(t.contents))) {
+    throw invalid('raw_input_contents is set, so no input may also set contents');
+  }
+  if (raw && req.raw_input_contents.length !== req.inputs.length) {
+    throw invalid(`raw_input_contents has ${req.raw_input_contents.length} entries for ${req.inputs.length} inputs`);
+  }
+  const inputs = req.inputs.map((t, i) => {
+    const where = `input "${t.name}"`;
+    const shape = checkShape(t.shape, where);
+    const data = raw ? fromRaw(req.raw_input_contents[i], t.datatype, elementCount(shape), where) : fromContents(t.contents, t.datatype, where);
+    return { name: t.name, datatype: t.datatype, shape, data };
+  });
+  return { inputs, raw };
+}
+
+function toRaw(t: OutputTensor): Buffer {
+  if (t.datatype === 'FP32') {
+    const f = t.data as Float32Array;
+    const b = Buffer.alloc(f.length * 4);
+    f.forEach((v, i) => b.writeFloatLE(v, i * 4));
+    return b;
+  }
+  if (t.datatype === 'INT64') {
+    const v = t.data as number[];
+    const b = Buffer.alloc(v.length * 8);
+    v.forEach((x, i) => b.writeBigInt64LE(BigInt(x), i * 8));
+    return b;
+  }
+  return joinLengthPrefixed((t.data as string[]).map((s) => Buffer.from(s)));
+}
+
+function toContents(t: OutputTensor): Contents {
+  if (t.datatype === 'FP32') return { fp32_contents: Array.from(t.data as Float32Array) };
+  if (t.datatype === 'INT64') return { int64_contents: t.data as number[] };
+  return { bytes_contents: (t.data as string[]).map((s) => Buffer.from(s)) };
+}
+
+export function oipGrpcHandlers(dataplane: DataPlane, info: OipServerInfo): grpc.UntypedServiceImplementation {
+  const metadata = (name: string, version: string) => {
+    const m = dataplane.modelInfo(name, version || undefined);
+    return {
+      name: m.name,
+      versions: m.versions,
+      platform: m.format === 'onnx' ? 'onnxruntime_onnx' : 'tensorflowjs',
+      inputs: inputMetadata(m),
+      outputs: outputMetadata(m),
+    };
+  };
+  return {
+    ServerLive: unary(async () => ({ live: true }), info.onInternal),
+    ServerReady: unary(async () => ({ ready: dataplane.isReady() }), info.onInternal),
+    ModelReady: unary<{ name: string; version: string }, unknown>(async (req) => {
+      if (!req.name) throw invalid('name is required');
+      return { ready: dataplane.modelReady(req.name, req.version || undefined) };
+    }, info.onInternal),
+    ServerMetadata: unary(async () => ({ name: info.name, version: info.version, extensions: [] }), info.onInternal),
+    ModelMetadata: unary<{ name: string; version: string }, unknown>(async (req) => {
+      if (!req.name) throw invalid('name is required');
+      return metadata(req.name, req.version);
+    }, info.onInternal),
+    ModelInfer: unary<InferRequestMsg, unknown>(async (req) => {
+      if (!req.model_name) throw invalid('model_name is required');
+      const { inputs, raw } = decodeInputs(req);
+      const result = await infer(dataplane, {
+        model: req.model_name,
+        version: req.model_version || undefined,
+        inputs,
+        outputs: req.outputs.map((o) => o.name),
+        transport: 'oip-grpc',
+      });
+      return {
+        model_name: result.modelName,
+        model_version: result.modelVersion,
+        id: req.id,
+        outputs: result.outputs.map((t) => ({ name: t.name, datatype: t.datatype, shape: t.shape, ...(raw ? {} : { contents: toContents(t) }) })),
+        raw_output_contents: raw ? result.outputs.map(toRaw) : [],
+      };
+    }, info.onInternal),
+  };
+}

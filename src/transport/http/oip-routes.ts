@@ -1,0 +1,139 @@
+/**
+ * Open Inference Protocol v2 over REST: /v2 and /v2/models/... with the JSON
+ * tensor format. Errors are `{"error": "<message>"}` as the protocol asks,
+ * with the status from the service's one code table.
+ */
+import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
+import type { DataPlane } from '../../core/dataplane';
+import { invalid, ServiceError } from '../../core/errors';
+import { checkShape, infer, type InputTensor, inputMetadata, outputMetadata } from '../oip/codec';
+import { decodeBase64 } from './parse';
+
+export interface OipRouteOptions {
+  serverName: string;
+  serverVersion: string;
+  json: RequestHandler;
+  unsupported: (type: string | undefined) => ServiceError;
+}
+
+/** OIP's "not ready" answer: the protocol asks for a 4xx status. */
+const NOT_READY = 400;
+
+/** Flatten nested JSON arrays (row-major), as OIP allows `data` nested or flat. */
+export function flattenData(data: unknown, where: string): unknown[] {
+  if (!Array.isArray(data)) throw invalid(`${where}.data must be an array`);
+  const out: unknown[] = [];
+  const walk = (v: unknown) => {
+    if (Array.isArray(v)) for (const x of v) walk(x);
+    else out.push(v);
+  };
+  walk(data);
+  return out;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** JSON inputs -> tensors. BYTES elements of the `image` input are base64 strings. */
+export function jsonInputs(body: Record<string, unknown>): InputTensor[] {
+  if (!Array.isArray(body.inputs)) throw invalid('inputs must be an array of tensors {name, shape, datatype, data}');
+  return body.inputs.map((t, i) => {
+    const where = `inputs[${i}]`;
+    if (!isObject(t)) throw invalid(`${where} must be an object`);
+    if (typeof t.name !== 'string' || typeof t.datatype !== 'string') throw invalid(`${where} needs a string name and datatype`);
+    const shape = checkShape(t.shape, where);
+    const flat = flattenData(t.data, where);
+    if (t.datatype === 'BYTES') {
+      return { name: t.name, datatype: t.datatype, shape, data: flat.map((v, j) => decodeBase64(v, `${where}.data[${j}]`)) };
+    }
+    if (!flat.every((v) => typeof v === 'number' && Number.isFinite(v))) throw invalid(`${where}.data must hold finite numbers for ${t.datatype}`);
+    if (t.datatype === 'UINT8' && !flat.every((v) => Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 255)) {
+      throw invalid(`${where}.data must hold integers 0..255 for UINT8`);
+    }
+    return { name: t.name, datatype: t.datatype, shape, data: flat as number[] };
+  });
+}
+
+function jsonOutputs(body: Record<string, unknown>): string[] | undefined {
+  if (body.outputs === undefined) return undefined;
+  if (!Array.isArray(body.outputs) || !body.outputs.every((o) => isObject(o) && typeof o.name === 'string')) {
+    throw invalid('outputs must be an array of {"name": ...}');
+  }
+  return body.outputs.map((o) => (o as { name: string }).name);
+}
+
+function sendOipError(res: Response, err: unknown): void {
+  const e = ServiceError.from(err);
+  res.locals.errorCode = e.code;
+  if (e.retryAfterSeconds !== undefined) res.setHeader('Retry-After', String(e.retryAfterSeconds));
+  res.status(e.httpStatus).json({ error: e.code === 'INTERNAL' ? 'internal error' : e.message });
+}
+
+export function oipRouter(dataplane: DataPlane, opts: OipRouteOptions): express.Router {
+  const r = express.Router();
+  const wrap = (fn: (req: Request, res: Response) => Promise<void> | void) => (req: Request, res: Response) => {
+    Promise.resolve()
+      .then(() => fn(req, res))
+      .catch((err) => sendOipError(res, err));
+  };
+
+  r.get('/v2', wrap((_req, res) => {
+    res.json({ name: opts.serverName, version: opts.serverVersion, extensions: [] });
+  }));
+  r.get('/v2/health/live', wrap((_req, res) => {
+    res.json({ live: true });
+  }));
+  r.get('/v2/health/ready', wrap((_req, res) => {
+    const ready = dataplane.isReady();
+    res.status(ready ? 200 : NOT_READY).json({ ready });
+  }));
+
+  const metadata = (req: Request, res: Response) => {
+    const m = dataplane.modelInfo(req.params.name as string, req.params.version as string | undefined);
+    res.json({
+      name: m.name,
+      versions: m.versions,
+      platform: m.format === 'onnx' ? 'onnxruntime_onnx' : 'tensorflowjs',
+      inputs: inputMetadata(m),
+      outputs: outputMetadata(m),
+    });
+  };
+  r.get('/v2/models/:name', wrap(metadata));
+  r.get('/v2/models/:name/versions/:version', wrap(metadata));
+
+  const ready = (req: Request, res: Response) => {
+    const ok = dataplane.modelReady(req.params.name as string, req.params.version as string | undefined);
+    res.status(ok ? 200 : NOT_READY).json({ name: req.params.name, ready: ok });
+  };
+  r.get('/v2/models/:name/ready', wrap(ready));
+  r.get('/v2/models/:name/versions/:version/ready', wrap(ready));
+
+  const bodyJson = (req: Request, res: Response, next: NextFunction) => {
+    if (req.is('application/json') || !req.get('content-type')) return opts.json(req, res, (err?: unknown) => (err ? sendOipError(res, err) : next()));
+    sendOipError(res, opts.unsupported(req.get('content-type')));
+  };
+  const inferRoute = wrap(async (req, res) => {
+    if (!isObject(req.body)) throw invalid('request body must be a JSON object with "inputs"');
+    const body = req.body;
+    if (body.id !== undefined && typeof body.id !== 'string') throw invalid('id must be a string');
+    const result = await infer(dataplane, {
+      model: req.params.name as string,
+      version: req.params.version as string | undefined,
+      inputs: jsonInputs(body),
+      outputs: jsonOutputs(body),
+      transport: 'oip-http',
+    });
+    res.locals.model = result.modelName;
+    res.json({
+      model_name: result.modelName,
+      model_version: result.modelVersion,
+      ...(body.id !== undefined ? { id: body.id } : {}),
+      outputs: result.outputs.map((t) => ({ name: t.name, datatype: t.datatype, shape: t.shape, data: Array.from(t.data as ArrayLike<number | string>) })),
+    });
+  });
+  r.post('/v2/models/:name/infer', bodyJson, inferRoute);
+  r.post('/v2/models/:name/versions/:version/infer', bodyJson, inferRoute);
+  r.use('/v2', (req: Request, res: Response) => sendOipError(res, new ServiceError('NOT_FOUND', `no route ${req.method} /v2${req.path}`)));
+  return r;
+}

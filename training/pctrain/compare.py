@@ -1,0 +1,127 @@
+"""Baseline vs dendritic vs parameter-matched control, measured on the test set.
+
+    python3 -m pctrain.compare --runs runs --out results
+
+Reads every finished run in `runs/` named `<kind>-seed<N>` (kinds: baseline,
+dendritic, control), evaluates its best checkpoint on the official test set,
+and writes `comparison.json` and `comparison.md`: mean and standard deviation
+over seeds of test accuracy, parameters, multiply-accumulates and training
+time, plus McNemar's exact test between the baseline and dendritic models of
+the same seed (seed 1 is the shipped pair). The test set informs no choice
+here: every model was selected on the validation split before this runs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+
+from . import data as fdata
+from .nets import count_macs, count_params
+from .train import predict_logits, to_tensor
+
+KINDS = ("baseline", "dendritic", "control")
+RUN_NAME = re.compile(r"^(baseline|dendritic|control)-seed(\d+)$")
+
+
+def mcnemar(a_correct: np.ndarray, b_correct: np.ndarray) -> dict:
+    """McNemar's exact (binomial) test on paired right/wrong outcomes.
+
+    b01: A right and B wrong; b10: A wrong and B right. Under the null
+    hypothesis (same error rate) the discordant pairs split 50/50.
+    """
+    a = np.asarray(a_correct, dtype=bool)
+    b = np.asarray(b_correct, dtype=bool)
+    b01 = int(np.sum(a & ~b))
+    b10 = int(np.sum(~a & b))
+    n = b01 + b10
+    k = min(b01, b10)
+    # two-sided exact p = min(1, 2 * P[X <= k]), X ~ Binomial(n, 1/2), in log space
+    if n == 0:
+        p = 1.0
+    else:
+        logs = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) - n * math.log(2) for i in range(k + 1)]
+        top = max(logs)
+        p = min(1.0, 2 * math.exp(top) * sum(math.exp(x - top) for x in logs))
+    return {"aRightBWrong": b01, "aWrongBRight": b10, "discordant": n, "pValue": p}
+
+
+def mean_std(values: list[float]) -> dict:
+    v = np.asarray(values, dtype=np.float64)
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": len(v)}
+
+
+def evaluate_run(run: Path, ds: fdata.FashionMnist) -> dict:
+    from .package import load_run
+
+    model, meta, ck = load_run(run)
+    mean, std = meta["normalization"]["mean"], meta["normalization"]["std"]
+    pred = predict_logits(model, to_tensor(ds.test.images, mean, std)).argmax(1).numpy()
+    seconds = ck["train_seconds"] + meta.get("base_train_seconds", 0.0)
+    return {
+        "run": run.name, "correct": pred == ds.test.labels,
+        "testAccuracy": float((pred == ds.test.labels).mean()), "validationAccuracy": float(ck["best_val"]),
+        "parameters": count_params(model), "macs": count_macs(model), "trainSeconds": float(seconds),
+        "epochs": int(ck["epoch"]),
+    }
+
+
+def compare(runs: Path, data_dir: str | None = None) -> dict:
+    found: dict[str, dict[int, Path]] = {k: {} for k in KINDS}
+    for d in sorted(runs.iterdir()):
+        m = RUN_NAME.match(d.name)
+        if m and (d / "final.pt").exists() and (d / "config.json").exists():  # finished runs only
+            found[m.group(1)][int(m.group(2))] = d
+    ds = fdata.load(data_dir)
+    evaluated = {k: {s: evaluate_run(p, ds) for s, p in sorted(v.items())} for k, v in found.items()}
+    summary = {}
+    for kind, by_seed in evaluated.items():
+        if not by_seed:
+            continue
+        rows = list(by_seed.values())
+        summary[kind] = {
+            "seeds": sorted(by_seed),
+            **{f: mean_std([r[f] for r in rows]) for f in ("testAccuracy", "parameters", "macs", "trainSeconds")},
+            "runs": [{k: v for k, v in r.items() if k != "correct"} for r in rows],
+        }
+    paired = {}
+    for seed in sorted(set(evaluated["baseline"]) & set(evaluated["dendritic"])):
+        paired[str(seed)] = mcnemar(evaluated["baseline"][seed]["correct"], evaluated["dendritic"][seed]["correct"])
+    return {"testSet": "Fashion-MNIST t10k (10,000 images)", "summary": summary, "mcnemarBaselineVsDendritic": paired}
+
+
+def markdown(result: dict) -> str:
+    names = {"baseline": "Baseline CNN", "dendritic": "Dendritic CNN", "control": "Parameter-matched control"}
+    lines = ["| model | seeds | test accuracy (mean ± std) | parameters | MACs / image | training time |",
+             "|---|---|---|---|---|---|"]
+    for kind, s in result["summary"].items():
+        acc, p, m, t = s["testAccuracy"], s["parameters"], s["macs"], s["trainSeconds"]
+        lines.append(f"| {names[kind]} | {', '.join(map(str, s['seeds']))} | {100 * acc['mean']:.2f}% ± {100 * acc['std']:.2f} "
+                     f"| {p['mean']:,.0f} | {m['mean'] / 1e6:.1f} M | {t['mean'] / 60:.0f} ± {t['std'] / 60:.0f} min |")
+    if result["mcnemarBaselineVsDendritic"]:
+        lines += ["", "| seed | baseline right, dendritic wrong | baseline wrong, dendritic right | McNemar exact p |",
+                  "|---|---|---|---|"]
+        for seed, r in result["mcnemarBaselineVsDendritic"].items():
+            lines.append(f"| {seed} | {r['aRightBWrong']} | {r['aWrongBRight']} | {r['pValue']:.3g} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", type=Path, default=Path("runs"))
+    p.add_argument("--out", type=Path, default=Path("results"))
+    p.add_argument("--data-dir", default=None)
+    a = p.parse_args(argv)
+    result = compare(a.runs, a.data_dir)
+    a.out.mkdir(parents=True, exist_ok=True)
+    (a.out / "comparison.json").write_text(json.dumps(result, indent=1) + "\n")
+    (a.out / "comparison.md").write_text(markdown(result))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,179 @@
+"""Grow dendrites on a trained baseline run, checkpointing every epoch.
+
+    python3 -m pctrain.grow --base runs/baseline-seed1 --out runs/dendritic-seed1 --seed 1
+
+The run starts from the base run's best checkpoint, asks `DendriteSchedule`
+what to do after every epoch, and rolls back / adds dendrites / rebuilds the
+optimizer and learning-rate schedule as it says. `best.pt` is always the best
+validation checkpoint (the one packaged), `last.pt` the resume point:
+re-running the same command continues where it stopped. The test set is never
+looked at here.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+
+from . import data as fdata
+from .checkpoints import best_checkpoint, load_model, write_final
+from .dendrites import (ADD, RETRY, STOP, DendriteSchedule, ScheduleConfig, add_dendrites,
+                        dendrite_counts, make_dendritic)
+from .nets import count_params
+from .train import TrainConfig, Trainer, accuracy, predict_logits, set_determinism
+
+DEFAULT_LAYERS = ("conv1", "conv2", "conv3", "conv4")
+DEFAULT_MAX_LR = 5e-4
+
+
+class Grower:
+    """The dendritic training loop around a `Trainer` (data, epochs, optimizer)."""
+
+    def __init__(self, out: Path, meta: dict, cfg: TrainConfig, schedule: DendriteSchedule,
+                 layers: list[str], ds: fdata.FashionMnist, log=print):
+        self.out, self.meta, self.cfg, self.schedule, self.layers, self.log = out, meta, cfg, schedule, layers, log
+        norm = meta["normalization"]
+        self.ds, self.mean, self.std = ds, norm["mean"], norm["std"]
+        self.trainer: Trainer | None = None
+
+    def model_from(self, ck: dict) -> torch.nn.Module:
+        return make_dendritic(load_model(self.meta, ck), self.layers)
+
+    def attach(self, model: torch.nn.Module) -> None:
+        """Train `model` from here on, with a fresh optimizer and LR schedule."""
+        if self.trainer is None:
+            self.trainer = Trainer(self.cfg, self.out, model, self.ds, self.mean, self.std, self.log)
+        else:
+            self.trainer.model = model
+            self.trainer.opt, self.trainer.sched = self.trainer.make_optimizer(self.cfg.epochs)
+
+    def checkpoint(self, name: str) -> None:
+        t = self.trainer
+        torch.save({**t.state(), "schedule": self.schedule.state_dict()}, self.out / name)
+
+    def grow_from_best(self, event: str) -> None:
+        """Roll back to the best checkpoint and add one dendrite per wrapped neuron."""
+        best = torch.load(self.out / "best.pt")
+        model = self.model_from(best)
+        add_dendrites(model)
+        self.attach(model)
+        self.log(json.dumps({"event": event, "dendrites": dendrite_counts(model), "params": count_params(model)}))
+
+    def start(self, base_ck: dict) -> None:
+        model = self.model_from(base_ck)
+        self.attach(model)
+        t = self.trainer
+        t.train_seconds = 0.0
+        val = accuracy(predict_logits(model, t.x_val), t.y_val)
+        t.best_val = val
+        t.history = [{"epoch": 0, "val_acc": round(val, 5), "dendrites": 0, "event": "base"}]
+        self.log(json.dumps(t.history[0]))
+        self.checkpoint("best.pt")
+        action = self.schedule.start(val)
+        assert action == ADD
+        self.grow_from_best("add")
+        self.checkpoint("last.pt")
+
+    def resume(self, ck: dict) -> None:
+        self.attach(self.model_from(ck))
+        self.trainer.restore(ck)
+
+    def run(self) -> dict:
+        t = self.trainer
+        while not self.schedule.s.done:
+            t0 = time.time()
+            loss = t.train_epoch()
+            val = accuracy(predict_logits(t.model, t.x_val), t.y_val)
+            t.train_seconds += time.time() - t0
+            t.epoch += 1
+            best_before, cycle = self.schedule.s.best, self.schedule.s.cycle
+            action = self.schedule.observe(val)
+            improved = self.schedule.s.best > best_before
+            row = {"epoch": t.epoch, "cycle": cycle,
+                   "dendrites": max(dendrite_counts(t.model).values()), "train_loss": round(loss, 5),
+                   "val_acc": round(val, 5), "lr": t.sched.get_last_lr()[0], "seconds": round(time.time() - t0, 1)}
+            t.history.append(row)
+            self.log(json.dumps(row))
+            if improved:
+                t.best_val = val
+                self.checkpoint("best.pt")
+            if action in (ADD, RETRY):
+                self.grow_from_best(action)
+                t.history[-1]["after"] = action
+            elif action == STOP:
+                t.history[-1]["after"] = "stop"
+            self.checkpoint("last.pt")
+            (self.out / "history.json").write_text(json.dumps(t.history, indent=1))
+        best = torch.load(self.out / "best.pt")
+        return {"best_val": best["best_val"], "train_seconds": t.train_seconds,
+                "dendrites": dendrite_counts(self.model_from(best))}
+
+
+def grow(base: Path, out: Path, sched: ScheduleConfig, layers: list[str], seed: int,
+         max_lr: float = DEFAULT_MAX_LR, data_dir: str | None = None, log=print) -> dict:
+    """Grow (or resume growing) dendrites on `base`'s best checkpoint into `out`.
+
+    A finished run (one with `final.pt`) is left as it is.
+    """
+    if (out / "final.pt").exists():
+        ck = torch.load(out / "final.pt")
+        return {"best_val": ck["best_val"], "train_seconds": ck["train_seconds"], "finished": True,
+                "dendrites": dendrite_counts(load_model(json.loads((out / "config.json").read_text()), ck))}
+    out.mkdir(parents=True, exist_ok=True)
+    base_meta = json.loads((base / "config.json").read_text())
+    base_cfg = TrainConfig(**base_meta["train"])
+    cfg = replace(base_cfg, seed=seed, epochs=sched.cycle_epochs, max_lr=max_lr, lr_schedule="cosine",
+                  data_dir=data_dir or base_cfg.data_dir)
+    set_determinism(cfg.seed, cfg.threads)
+    base_ck = best_checkpoint(base)
+    meta = {"train": asdict(cfg), "normalization": base_meta["normalization"], "kind": "dendritic",
+            "description": "The baseline CNN with gradient-descent dendrites grown on "
+                           + ", ".join(layers) + " (Perforated Backpropagation style)",
+            "base_run": str(base), "base_train_seconds": base_ck["train_seconds"],
+            "dendrites": {"layers": list(layers), "init_std": 0.01}, "schedule": asdict(sched)}
+    ds = fdata.load(cfg.data_dir, cfg.val_per_class, cfg.split_seed)
+    if cfg.train_limit:
+        ds = fdata.FashionMnist(fdata.subset(ds.train, cfg.train_limit, cfg.seed), ds.val, ds.test, ds.source_dir)
+    (out / "config.json").write_text(json.dumps(meta, indent=1))
+    grower = Grower(out, meta, cfg, DendriteSchedule(sched), list(layers), ds, log)
+    if (out / "last.pt").exists():
+        ck = torch.load(out / "last.pt")
+        grower.schedule = DendriteSchedule.from_state(sched, ck["schedule"])
+        grower.resume(ck)
+        log(f"resumed {out} at epoch {ck['epoch']}")
+    else:
+        grower.start(base_ck)
+    result = grower.run()
+    write_final(out)
+    meta["dendrites"]["perLayer"] = result["dendrites"]
+    meta["wall_seconds"] = result["train_seconds"]
+    (out / "config.json").write_text(json.dumps(meta, indent=1))
+    return result
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--base", required=True, type=Path, help="a finished baseline run directory")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--layers", nargs="+", default=list(DEFAULT_LAYERS))
+    p.add_argument("--patience", type=int, default=ScheduleConfig.patience)
+    p.add_argument("--cycle-epochs", type=int, default=ScheduleConfig.cycle_epochs)
+    p.add_argument("--max-additions", type=int, default=ScheduleConfig.max_additions)
+    p.add_argument("--max-retries", type=int, default=ScheduleConfig.max_retries)
+    p.add_argument("--min-delta", type=float, default=ScheduleConfig.min_delta)
+    p.add_argument("--max-lr", type=float, default=DEFAULT_MAX_LR,
+                   help="each cycle anneals from this to 0 (cosine) over --cycle-epochs")
+    p.add_argument("--data-dir", default=None)
+    a = p.parse_args(argv)
+    sched = ScheduleConfig(patience=a.patience, cycle_epochs=a.cycle_epochs, max_additions=a.max_additions,
+                           max_retries=a.max_retries, min_delta=a.min_delta)
+    print(json.dumps(grow(a.base, a.out, sched, a.layers, a.seed, a.max_lr, a.data_dir)))
+
+
+if __name__ == "__main__":
+    main()
