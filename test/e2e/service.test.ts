@@ -2,12 +2,15 @@
  * End to end, as a user runs it: `npm start` on the built service, every
  * fixture PNG over HTTP, each top-1 compared with the training code's own
  * PyTorch prediction for that image (parity/reference.json), through both
- * runtimes; then SIGTERM drains and exits 0.
+ * runtimes; the same set through the gRPC ClassifyStream, in order; then
+ * SIGTERM drains and exits 0.
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { describe, it } from 'node:test';
+import { clients } from '../grpc-clients';
 import { argmax, BASELINE, fixtureBytes, fixtureImages, pytorchReference, ROOT } from '../helpers';
 
 async function freePort(): Promise<number> {
@@ -19,12 +22,39 @@ async function freePort(): Promise<number> {
   });
 }
 
-async function startNpm(env: Record<string, string>): Promise<{ child: ChildProcess; base: string; output: () => string; exited: Promise<number | null> }> {
+/**
+ * The service's own process under `npm start` (npm may start it through a
+ * shell). A container runtime or Kubernetes signals the service process
+ * itself; npm does not forward SIGTERM to its child, so the test signals the
+ * service directly, as they would.
+ */
+function servicePid(npmPid: number): number {
+  const children = (pid: number): number[] => {
+    try {
+      return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+    } catch {
+      return [];
+    }
+  };
+  const queue = [npmPid];
+  while (queue.length > 0) {
+    const pid = queue.shift()!;
+    const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    if (cmd[0].endsWith('node') && cmd.includes('dist/src/main.js')) return pid;
+    queue.push(...children(pid));
+  }
+  throw new Error(`no service process under npm (pid ${npmPid})`);
+}
+
+async function startNpm(
+  env: Record<string, string>,
+): Promise<{ child: ChildProcess; base: string; grpcPort: number; output: () => string; exited: Promise<number | null> }> {
   const port = await freePort();
+  const grpcPort = await freePort();
   let out = '';
   const child = spawn('npm', ['start', '--silent'], {
     cwd: ROOT,
-    env: { ...process.env, HTTP_PORT: String(port), GRPC_PORT: '0', HOST: '127.0.0.1', ...env },
+    env: { ...process.env, HTTP_PORT: String(port), GRPC_PORT: String(grpcPort), HOST: '127.0.0.1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   child.stdout!.on('data', (d) => (out += d));
@@ -43,7 +73,7 @@ async function startNpm(env: Record<string, string>): Promise<{ child: ChildProc
     if (Date.now() - started > 30_000) throw new Error(`service not ready after 30 s: ${out}`);
     await new Promise((r) => setTimeout(r, 100));
   }
-  return { child, base, output: () => out, exited };
+  return { child, base, grpcPort, output: () => out, exited };
 }
 
 async function classifyPng(base: string, bytes: Buffer, name: string) {
@@ -76,8 +106,31 @@ for (const runtime of ['onnx', 'tfjs'] as const) {
         // A sanity floor on the real labels (the shipped model is ~93-94% on the test set).
         assert.ok(correct / fixtures.length > 0.85, `fixture accuracy ${correct}/${fixtures.length}`);
         assert.ok(readyMs < 30_000);
+
+        // The whole fixture set through the gRPC stream, answers in order.
+        const c = clients(svc.grpcPort);
+        try {
+          const stream = c.product.ClassifyStream();
+          const results: { index: number; tag: string; classification: { label_index: number } }[] = [];
+          stream.on('data', (r: (typeof results)[number]) => results.push(r));
+          const ended = new Promise<void>((resolve, reject) => {
+            stream.on('end', resolve);
+            stream.on('error', reject);
+          });
+          for (const f of fixtures) stream.write({ image: { encoded: fixtureBytes(f.file) }, tag: f.file });
+          stream.end();
+          await ended;
+          assert.equal(results.length, fixtures.length);
+          results.forEach((r, i) => {
+            assert.equal(Number(r.index), i);
+            assert.equal(r.tag, fixtures[i].file);
+            assert.equal(r.classification.label_index, argmax(ref.get(fixtures[i].testIndex)!), r.tag);
+          });
+        } finally {
+          c.close();
+        }
       } finally {
-        svc.child.kill('SIGTERM');
+        process.kill(servicePid(svc.child.pid!), 'SIGTERM');
       }
       assert.equal(await svc.exited, 0, svc.output());
     });

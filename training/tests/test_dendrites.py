@@ -1,6 +1,5 @@
 """Dendritic neurons, their schedule, growth from a base run, and export parity."""
 import json
-import subprocess
 from pathlib import Path
 
 import onnx
@@ -15,9 +14,8 @@ from pctrain.plot import plot
 from pctrain.nets import Cnn, CnnConfig, count_params
 from pctrain.package import package
 from pctrain.train import TrainConfig, train
+from service_parity import service_parity
 
-REPO = Path(__file__).resolve().parents[2]
-PARITY = REPO / "dist" / "src" / "tools" / "parity.js"
 SMALL = CnnConfig(conv_channels=(8, 8, 16, 16), dense=32)
 ALL = ["conv1", "conv2", "conv3", "conv4", "fc1"]
 
@@ -216,12 +214,7 @@ def test_dendritic_export_is_plain_operators_and_matches_pytorch(tiny_growth, tm
     assert {"Conv", "Sigmoid", "Mul", "Add"} <= ops
     assert ops <= {"Conv", "Gemm", "MatMul", "Sigmoid", "Mul", "Add", "Relu", "MaxPool", "Flatten", "Reshape",
                    "Constant", "Unsqueeze", "Identity"}, ops
-    if not PARITY.exists():
-        pytest.fail(f"{PARITY} is missing: run `npm run build` before the training tests")
-    proc = subprocess.run(["node", str(PARITY), str(out)], capture_output=True, text=True, cwd=REPO)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    report = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert [r["format"] for r in report["results"]] == ["onnx", "tfjs"]
+    service_parity(out)
 
 
 def test_dendritic_neuron_is_a_drop_in_for_its_neuron():

@@ -13,6 +13,7 @@ from pctrain import data as fdata
 from pctrain.nets import Cnn, CnnConfig, count_macs, count_params
 from pctrain.package import package
 from pctrain.train import TrainConfig, to_tensor, train
+from service_parity import service_parity
 
 REPO = Path(__file__).resolve().parents[2]
 PARITY = REPO / "dist" / "src" / "tools" / "parity.js"
@@ -75,15 +76,7 @@ def test_package_exports_and_passes_parity(tiny_run, tmp_path):
     assert set(manifest["files"]) == {"model.onnx", "tfjs/model.json", "tfjs/group1-shard1of1.bin", "parity/reference.json"}
     assert manifest["output"]["temperature"] > 0
     assert len(manifest["reference"]["confidence"]["binEdges"]) >= 2
-    if not PARITY.exists():
-        pytest.fail(f"{PARITY} is missing: run `npm run build` before the training tests")
-    # The parity tool loads the artifact as the service does: schema validation,
-    # sha256 of every file, then ONNX Runtime and TF.js against PyTorch.
-    proc = subprocess.run(["node", str(PARITY), str(out)], capture_output=True, text=True, cwd=REPO)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    report = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert [r["format"] for r in report["results"]] == ["onnx", "tfjs"]
-    assert all(r["top1Mismatches"] == 0 and r["maxAbsDiff"] <= 1e-4 for r in report["results"])
+    service_parity(out)
 
 
 def test_a_tampered_artifact_is_refused(tiny_run, tmp_path):
