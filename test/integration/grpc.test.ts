@@ -195,6 +195,17 @@ describe('gRPC classifier.v1.ProductClassifier', () => {
     for (const name of ['classifier.v1.ProductClassifier', 'inference.GRPCInferenceService', 'grpc.health.v1.Health']) {
       assert.ok(listed.includes(name), `${name} in ${listed.join(', ')}`);
     }
+    // What grpcurl asks next: the file that defines a service, as a FileDescriptorProto.
+    const files = await new Promise<Buffer[]>((resolve, reject) => {
+      const s = c.reflection.ServerReflectionInfo();
+      s.on('data', (m: any) => {
+        resolve(m.file_descriptor_response.file_descriptor_proto);
+        s.end();
+      });
+      s.on('error', reject);
+      s.write({ file_containing_symbol: 'classifier.v1.ProductClassifier' });
+    });
+    assert.ok(files.some((f) => f.includes('classifier.v1') && f.includes('ClassifyStream') && f.includes('prediction_id')));
   });
 });
 
