@@ -32,6 +32,9 @@ export interface Config {
   readonly grpcMaxMessageBytes: number;
   /** Requests a ClassifyStream works on ahead of the client's reading. */
   readonly grpcStreamWindow: number;
+  /** A/B config file, re-read when it changes (default MODEL_DIR/routing.json). */
+  readonly routingFile: string;
+  readonly routingPollMs: number;
   readonly logLevel: string;
 }
 
@@ -59,12 +62,13 @@ export function loadConfig(env: Env = process.env): Config {
   if (adminToken !== undefined && adminToken.length < 16) throw new ConfigError('ADMIN_TOKEN must be at least 16 characters');
   const receiptSecret = env.RECEIPT_SECRET || undefined;
   if (receiptSecret !== undefined && receiptSecret.length < 16) throw new ConfigError('RECEIPT_SECRET must be at least 16 characters');
+  const modelDir = path.resolve(env.MODEL_DIR || './models');
   const config: Config = {
     host: env.HOST || '0.0.0.0',
     httpPort: int(env, 'HTTP_PORT', 8080, 0, 65535),
     grpcPort: int(env, 'GRPC_PORT', 50051, 0, 65535),
     metricsPort: int(env, 'METRICS_PORT', 9464, 0, 65535),
-    modelDir: path.resolve(env.MODEL_DIR || './models'),
+    modelDir,
     runtime: oneOf(env, 'RUNTIME', 'onnx', ['onnx', 'tfjs'] as const),
     ortThreads: int(env, 'ORT_THREADS', 1, 1, 64),
     defaultModel: env.DEFAULT_MODEL || 'baseline',
@@ -79,6 +83,8 @@ export function loadConfig(env: Env = process.env): Config {
     feedbackDedupCapacity: int(env, 'FEEDBACK_DEDUP_CAPACITY', 200_000, 1, 10_000_000),
     grpcMaxMessageBytes: int(env, 'GRPC_MAX_MESSAGE_BYTES', 32 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
     grpcStreamWindow: int(env, 'GRPC_STREAM_WINDOW', 32, 1, 4096),
+    routingFile: path.resolve(env.ROUTING_FILE || path.join(modelDir, 'routing.json')),
+    routingPollMs: int(env, 'ROUTING_POLL_MS', 2000, 50, 600_000),
     logLevel: oneOf(env, 'LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
   };
   return Object.freeze(config);

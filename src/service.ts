@@ -18,7 +18,7 @@ import type { RuntimeFactory } from './models/runtime';
 import { TfjsEnvironment, TfjsRuntimeFactory } from './models/tfjs-runtime';
 import { ReceiptSigner, SeenIds } from './monitoring/receipts';
 import { Preprocessor } from './preprocess/preprocessor';
-import { SingleModelSelector } from './routing/selector';
+import { RoutingSource } from './routing/routing-source';
 import { createGrpcTransport, type GrpcTransport } from './transport/grpc/server';
 import { createHttpApp } from './transport/http/app';
 
@@ -26,6 +26,7 @@ export interface Service {
   readonly config: Config;
   readonly dataplane: DataPlane;
   readonly repository: ModelRepository;
+  readonly routing: RoutingSource;
   readonly httpServer: http.Server;
   readonly grpc: GrpcTransport;
   /** Load models and start listening; resolves when ready to serve. */
@@ -56,10 +57,17 @@ export async function createService(config: Config, log: AppLogger): Promise<Ser
     config.feedbackMaxAgeHours * 3_600_000,
   );
   const repository = new ModelRepository({ dir: config.modelDir, factory: await runtimeFactory(config), log });
+  const routing = new RoutingSource({
+    file: config.routingFile,
+    defaultModel: config.defaultModel,
+    knownModels: () => repository.names(),
+    log,
+    pollMs: config.routingPollMs,
+  });
   const dataplane = new DataPlane({
     repository,
     preprocessor: new Preprocessor({ maxImageBytes: config.maxImageBytes, maxImagePixels: config.maxImagePixels }),
-    selector: new SingleModelSelector(config.defaultModel),
+    selector: routing,
     limits: { maxBatchImages: config.maxBatchImages },
     receipts,
     seenFeedback: new SeenIds(config.feedbackDedupCapacity),
@@ -78,7 +86,7 @@ export async function createService(config: Config, log: AppLogger): Promise<Ser
   };
   const app = createHttpApp(
     dataplane,
-    { reload },
+    { reload, routing },
     {
       maxImageBytes: config.maxImageBytes,
       maxBatchImages: config.maxBatchImages,
@@ -98,6 +106,7 @@ export async function createService(config: Config, log: AppLogger): Promise<Ser
     config,
     dataplane,
     repository,
+    routing,
     httpServer,
     grpc,
     async start() {
@@ -113,12 +122,14 @@ export async function createService(config: Config, log: AppLogger): Promise<Ser
         httpServer.once('error', reject);
         httpServer.listen(config.httpPort, config.host, () => resolve());
       });
+      await routing.start();
       const grpcPort = await grpc.listen(config.host, config.grpcPort);
       return { httpPort: (httpServer.address() as AddressInfo).port, grpcPort };
     },
     reload,
     async stop() {
       dataplane.startDraining();
+      routing.stop();
       const grpcDrained = grpc.stop(config.drainTimeoutMs);
       const closed = new Promise<void>((resolve) => httpServer.close(() => resolve()));
       httpServer.closeIdleConnections();

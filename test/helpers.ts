@@ -49,7 +49,8 @@ export async function tempModelDir(): Promise<string> {
 }
 
 export function testConfig(env: Record<string, string> = {}): Config {
-  return loadConfig({ MODEL_DIR: MODELS, HTTP_PORT: '0', GRPC_PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'silent', ...env });
+  // No A/B config unless a test gives one: answers come from DEFAULT_MODEL.
+  return loadConfig({ MODEL_DIR: MODELS, HTTP_PORT: '0', GRPC_PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'silent', ROUTING_FILE: path.join(os.tmpdir(), 'pc-no-routing.json'), ...env });
 }
 
 export async function startService(env: Record<string, string> = {}): Promise<Service & { port: number; grpcPort: number }> {

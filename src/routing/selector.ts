@@ -7,6 +7,8 @@ export interface Selection {
   model: string;
   version?: string;
   arm: string;
+  /** In an experiment's analysis: false for explicit choices and keys outside coverage. */
+  inExperiment?: boolean;
 }
 
 export interface ModelSelector {

@@ -10,6 +10,8 @@ import type { DataPlane } from '../../core/dataplane';
 import { ServiceError } from '../../core/errors';
 import type { AppLogger } from '../../core/logger';
 import type { ImageInput } from '../../core/types';
+import { RoutingConfigError } from '../../routing/router';
+import type { RoutingSource } from '../../routing/routing-source';
 import { adminAuth } from './admin-auth';
 import { errorMiddleware, fromHttpLayer, sendError } from './errors';
 import { oipRouter } from './oip-routes';
@@ -26,6 +28,7 @@ export interface HttpOptions {
 
 export interface AdminActions {
   reload(): Promise<unknown>;
+  routing: Pick<RoutingSource, 'apply' | 'status'>;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -156,6 +159,21 @@ export function createHttpApp(dataplane: DataPlane, admin: AdminActions, opts: H
   });
 
   const limitsForErrors = { maxImageBytes: opts.maxImageBytes, maxBatchImages: opts.maxBatchImages, maxJsonBytes: opts.maxJsonBytes };
+  app.get('/v1/admin/routing', adminAuth(opts.adminToken), (_req: Request, res: Response) => {
+    res.json(admin.routing.status());
+  });
+
+  // Set the A/B config on this instance only (the file or ConfigMap is the fleet-wide source).
+  app.put('/v1/admin/routing', adminAuth(opts.adminToken), json, (req: Request, res: Response) => {
+    try {
+      admin.routing.apply(req.body, 'admin');
+    } catch (err) {
+      if (err instanceof RoutingConfigError) throw new ServiceError('INVALID_ARGUMENT', `routing config refused: ${err.message}`);
+      throw err;
+    }
+    res.json(admin.routing.status());
+  });
+
   app.use(
     oipRouter(dataplane, {
       serverName: opts.serverName,
