@@ -34,7 +34,7 @@ ctrl() {
 
 steps=("$@")
 if ((${#steps[@]} == 0)); then
-  steps=(base 1 dend 1 ctrl 1 base 2 dend 2 base 3 dend 3 ctrl 2 ctrl 3)
+  steps=(base 1 dend 1 base 2 dend 2 ctrl 1 base 3 dend 3 ctrl 2 ctrl 3)
 fi
 for ((i = 0; i < ${#steps[@]}; i += 2)); do
   echo "== $(date -u +%FT%TZ) ${steps[i]} seed ${steps[i + 1]}"
