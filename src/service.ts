@@ -16,6 +16,7 @@ import { ModelRepository, type ReloadReport } from './models/repository';
 import { OnnxRuntimeFactory } from './models/onnx-runtime';
 import type { RuntimeFactory } from './models/runtime';
 import { TfjsEnvironment, TfjsRuntimeFactory } from './models/tfjs-runtime';
+import { Monitor } from './monitoring/monitor';
 import { ReceiptSigner, SeenIds } from './monitoring/receipts';
 import { Preprocessor } from './preprocess/preprocessor';
 import { RoutingSource } from './routing/routing-source';
@@ -71,6 +72,11 @@ export async function createService(config: Config, log: AppLogger): Promise<Ser
     limits: { maxBatchImages: config.maxBatchImages },
     receipts,
     seenFeedback: new SeenIds(config.feedbackDedupCapacity),
+    monitor: new Monitor(),
+    experiment: () => {
+      const c = routing.status().config;
+      return c && { experiment: c.experiment, control: c.control, arms: c.arms.map((a) => ({ name: a.name, model: a.model, weight: a.weight })) };
+    },
   });
   const version = serverVersion();
   const grpc = createGrpcTransport(

@@ -6,6 +6,7 @@
 import { performance } from 'node:perf_hooks';
 import type { LoadedModel } from '../models/model';
 import type { ModelRepository } from '../models/repository';
+import { type ExperimentArms, type Monitor, WINDOWS, type WindowName } from '../monitoring/monitor';
 import type { ReceiptSigner, SeenIds } from '../monitoring/receipts';
 import type { Preprocessor } from '../preprocess/preprocessor';
 import type { ModelSelector, Selection } from '../routing/selector';
@@ -36,6 +37,10 @@ export interface DataPlaneDeps {
   receipts: ReceiptSigner;
   /** Prediction ids whose feedback this replica has counted. */
   seenFeedback: SeenIds;
+  /** Drift, accuracy and A/B counts from live traffic. */
+  monitor: Monitor;
+  /** The experiment in force (from the routing config), if any. */
+  experiment: () => ExperimentArms | undefined;
 }
 
 const DEFAULT_TOP_K = 3;
@@ -92,6 +97,21 @@ export class DataPlane {
     }
   }
 
+  /**
+   * The evidence for the rollout decision and the on-call view: the A/B
+   * report of the experiment in force, observed and estimated accuracy, and
+   * drift, per window, from this replica's traffic.
+   */
+  monitoringReport() {
+    const windows = Object.keys(WINDOWS) as WindowName[];
+    const experiment = this.deps.experiment();
+    return {
+      experiment: experiment ? this.deps.monitor.ab(experiment) : null,
+      accuracy: Object.fromEntries(windows.map((w) => [w, this.deps.monitor.accuracy(w)])),
+      drift: Object.fromEntries(windows.map((w) => [w, this.deps.monitor.driftReports(w)])),
+    };
+  }
+
   /** Ready and holding this model (and version, when given). */
   modelReady(name: string, version?: string): boolean {
     if (!this.isReady()) return false;
@@ -127,6 +147,16 @@ export class DataPlane {
     const labels = this.labelsOf(receipt.model);
     const truth = resolveLabel(req.label, labels);
     const accepted = this.deps.seenFeedback.add(req.predictionId as string);
+    if (accepted) {
+      this.deps.monitor.feedbackReceived({
+        model: receipt.model,
+        version: receipt.version,
+        arm: receipt.arm,
+        experiment: receipt.experiment,
+        confidence: receipt.confidence,
+        correct: truth === receipt.labelIndex,
+      });
+    }
     return {
       accepted,
       correct: truth === receipt.labelIndex,
@@ -186,8 +216,11 @@ export class DataPlane {
       const out: BatchItem[] = prepared.map((p) =>
         p.status === 'rejected' ? { error: ServiceError.from(p.reason).toJSON() } : (undefined as unknown as BatchItem),
       );
+      this.deps.monitor.watchModel(model.manifest);
       ok.forEach((item, j) => {
-        out[item.i] = this.describe(model, selection.arm, probs.subarray(j * model.numClasses, (j + 1) * model.numClasses), opts.topK, timings);
+        const c = this.describe(model, selection, probs.subarray(j * model.numClasses, (j + 1) * model.numClasses), opts.topK, timings);
+        this.deps.monitor.prediction({ model: c.model, version: c.version, arm: c.arm, experiment: selection.experiment, labelIndex: c.labelIndex, confidence: c.confidence });
+        out[item.i] = c;
       });
       return out;
     } finally {
@@ -195,7 +228,7 @@ export class DataPlane {
     }
   }
 
-  private describe(model: LoadedModel, arm: string, probs: Float32Array, topK: number | undefined, timings: Classification['timings']): Classification {
+  private describe(model: LoadedModel, selection: Selection, probs: Float32Array, topK: number | undefined, timings: Classification['timings']): Classification {
     const labels = model.manifest.labels;
     const order = Array.from(probs.keys()).sort((a, b) => probs[b] - probs[a]);
     const top: ClassPrediction[] = order
@@ -205,13 +238,14 @@ export class DataPlane {
       predictionId: this.deps.receipts.issue({
         model: model.name,
         version: model.version,
-        arm,
+        arm: selection.arm,
         labelIndex: top[0].labelIndex,
         confidence: top[0].confidence,
+        experiment: selection.experiment,
       }),
       model: model.name,
       version: model.version,
-      arm,
+      arm: selection.arm,
       label: top[0].label,
       labelIndex: top[0].labelIndex,
       confidence: top[0].confidence,

@@ -21,6 +21,8 @@ export interface Receipt {
   issuedAt: number;
   /** Random part: two identical predictions in the same millisecond get different ids. */
   nonce: string;
+  /** The A/B experiment the prediction counted in, if any. */
+  experiment?: string;
 }
 
 interface Wire {
@@ -31,6 +33,7 @@ interface Wire {
   p: number;
   t: number;
   n: string;
+  e?: string;
 }
 
 const MAX_ID_LENGTH = 1024;
@@ -53,6 +56,7 @@ export class ReceiptSigner {
       p: Math.round(r.confidence * 1e6) / 1e6,
       t: this.now(),
       n: randomBytes(6).toString('base64url'),
+      ...(r.experiment !== undefined ? { e: r.experiment } : {}),
     };
     const payload = Buffer.from(JSON.stringify(wire)).toString('base64url');
     return `${payload}.${this.sign(payload)}`;
@@ -80,7 +84,9 @@ export class ReceiptSigner {
     if (!(age <= this.maxAgeMs)) {
       throw new ServiceError('FAILED_PRECONDITION', `predictionId expired: feedback is accepted for ${Math.round(this.maxAgeMs / 3_600_000)} h after the prediction`);
     }
-    return { model: wire.m, version: wire.v, arm: wire.a, labelIndex: wire.c, confidence: wire.p, issuedAt: wire.t, nonce: wire.n };
+    const receipt: Receipt = { model: wire.m, version: wire.v, arm: wire.a, labelIndex: wire.c, confidence: wire.p, issuedAt: wire.t, nonce: wire.n };
+    if (typeof wire.e === 'string') receipt.experiment = wire.e;
+    return receipt;
   }
 
   private sign(payload: string): string {

@@ -134,6 +134,7 @@ export class AbRouter implements ModelSelector {
     const bucket = req.routingKey !== undefined ? bucketOf(this.config.seed, req.routingKey) : Math.floor(this.random() * 10000) / 10000;
     const arm = this.armAt(bucket);
     const chosen = arm ?? this.controlArm;
-    return { model: chosen.model, version: chosen.version, arm: chosen.name, inExperiment: arm !== undefined };
+    if (arm === undefined) return { model: chosen.model, version: chosen.version, arm: chosen.name, inExperiment: false };
+    return { model: chosen.model, version: chosen.version, arm: chosen.name, inExperiment: true, experiment: this.config.experiment };
   }
 }

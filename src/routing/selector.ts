@@ -9,6 +9,8 @@ export interface Selection {
   arm: string;
   /** In an experiment's analysis: false for explicit choices and keys outside coverage. */
   inExperiment?: boolean;
+  /** The experiment's name when `inExperiment`. */
+  experiment?: string;
 }
 
 export interface ModelSelector {

@@ -140,6 +140,10 @@ export function createHttpApp(dataplane: DataPlane, admin: AdminActions, opts: H
     res.json(result);
   });
 
+  app.get('/v1/ab', (_req: Request, res: Response) => {
+    res.json(dataplane.monitoringReport());
+  });
+
   app.get('/v1/models', (_req: Request, res: Response) => {
     res.json(dataplane.models());
   });

@@ -1,0 +1,145 @@
+/**
+ * What the service learns from its own traffic: per model, drift of the
+ * live predictions against the manifest's reference and the accuracy
+ * estimated from calibrated confidence; per model and arm, the accuracy
+ * observed from feedback; per experiment arm, the counts the A/B report is
+ * built from. Windows are per-minute rings (bounded memory); the A/B counts
+ * run from the start of the current experiment on this replica.
+ */
+import type { Manifest } from '../models/manifest';
+import { abReport, type AbOptions, type AbReport, type ArmCounts, DEFAULT_AB_OPTIONS } from './ab-report';
+import { DEFAULT_THRESHOLDS, DriftMonitor, type DriftReport, type DriftThresholds } from './drift';
+import { MinuteWindows } from './windows';
+
+export const WINDOWS = { '1h': 60, '24h': 1440 } as const;
+export type WindowName = keyof typeof WINDOWS;
+
+export interface PredictionEvent {
+  model: string;
+  version: string;
+  arm: string;
+  /** The experiment the request counted in, if any. */
+  experiment?: string;
+  labelIndex: number;
+  confidence: number;
+}
+
+export interface FeedbackEvent {
+  model: string;
+  version: string;
+  arm: string;
+  experiment?: string;
+  confidence: number;
+  correct: boolean;
+}
+
+export interface AccuracyFigures {
+  labelled: number;
+  correct: number;
+  /** Observed accuracy from feedback (null without labels). */
+  observed: number | null;
+  /** Mean confidence of the labelled predictions: what calibration promised for them. */
+  expected: number | null;
+}
+
+export interface ExperimentArms {
+  experiment: string;
+  control: string;
+  arms: { name: string; model: string; weight: number }[];
+}
+
+export interface MonitorOptions {
+  drift: DriftThresholds;
+  ab: AbOptions;
+  now: () => number;
+}
+
+const key = (...parts: string[]) => parts.join('\u0000');
+
+export class Monitor {
+  private readonly drift = new Map<string, DriftMonitor>();
+  private readonly feedback = new Map<string, { model: string; arm: string; windows: MinuteWindows }>();
+  private experiment?: string;
+  private assigned = new Map<string, number>();
+  private labels = new Map<string, { labelled: number; correct: number }>();
+  private readonly opts: MonitorOptions;
+
+  constructor(opts: Partial<MonitorOptions> = {}) {
+    this.opts = { drift: DEFAULT_THRESHOLDS, ab: DEFAULT_AB_OPTIONS, now: Date.now, ...opts };
+  }
+
+  /** Start watching a model (idempotent): its manifest holds the drift reference. */
+  watchModel(manifest: Manifest): void {
+    if (this.drift.has(manifest.name)) return;
+    const ref = manifest.reference;
+    this.drift.set(
+      manifest.name,
+      new DriftMonitor(
+        { binEdges: ref.confidence.binEdges, counts: ref.confidence.counts, quantiles: ref.confidence.quantiles, classCounts: ref.predictedClass.counts },
+        this.opts.drift,
+        this.opts.now,
+      ),
+    );
+  }
+
+  private switchExperiment(name: string): void {
+    if (this.experiment === name) return;
+    this.experiment = name;
+    this.assigned = new Map();
+    this.labels = new Map();
+  }
+
+  prediction(e: PredictionEvent): void {
+    this.drift.get(e.model)?.record(e.confidence, e.labelIndex);
+    if (e.experiment !== undefined) {
+      this.switchExperiment(e.experiment);
+      this.assigned.set(e.arm, (this.assigned.get(e.arm) ?? 0) + 1);
+    }
+  }
+
+  feedbackReceived(e: FeedbackEvent): void {
+    const k = key(e.model, e.arm);
+    let f = this.feedback.get(k);
+    if (!f) {
+      f = { model: e.model, arm: e.arm, windows: new MinuteWindows(3, 1440, this.opts.now) };
+      this.feedback.set(k, f);
+    }
+    f.windows.addAll([1, e.correct ? 1 : 0, e.confidence]);
+    if (e.experiment !== undefined && e.experiment === this.experiment) {
+      const l = this.labels.get(e.arm) ?? { labelled: 0, correct: 0 };
+      l.labelled++;
+      if (e.correct) l.correct++;
+      this.labels.set(e.arm, l);
+    }
+  }
+
+  driftReports(window: WindowName): { model: string; report: DriftReport }[] {
+    return [...this.drift].map(([model, d]) => ({ model, report: d.report(WINDOWS[window]) }));
+  }
+
+  accuracy(window: WindowName): { model: string; arm: string; figures: AccuracyFigures }[] {
+    return [...this.feedback.values()].map(({ model, arm, windows }) => {
+      const [labelled, correct, confSum] = windows.sum(WINDOWS[window]);
+      return {
+        model,
+        arm,
+        figures: { labelled, correct, observed: labelled > 0 ? correct / labelled : null, expected: labelled > 0 ? confSum / labelled : null },
+      };
+    });
+  }
+
+  /** The A/B report of the experiment in force, from this replica's traffic. */
+  ab(config: ExperimentArms | undefined): AbReport | null {
+    if (!config) return null;
+    this.switchExperiment(config.experiment);
+    const arms: ArmCounts[] = config.arms.map((a) => ({
+      name: a.name,
+      model: a.model,
+      weight: a.weight,
+      assigned: this.assigned.get(a.name) ?? 0,
+      labelled: this.labels.get(a.name)?.labelled ?? 0,
+      correct: this.labels.get(a.name)?.correct ?? 0,
+    }));
+    return abReport(config.experiment, config.control, arms, this.opts.ab);
+  }
+}

@@ -1,0 +1,100 @@
+/**
+ * Driving the service as the rollout would be driven: classify with routing
+ * keys over HTTP and gRPC, send ground truth back, and read the A/B report,
+ * observed and estimated accuracy, and drift from /v1/ab.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import request from 'supertest';
+import { AbRouter, parseRoutingConfig } from '../../src/routing/router';
+import { call, clients, type Clients } from '../grpc-clients';
+import { fixtureBytes, fixtureImages, startService } from '../helpers';
+
+const TOKEN = 'ab-test-admin-token-000000';
+const CONFIG = {
+  experiment: 'ab-integration',
+  control: 'control',
+  arms: [
+    { name: 'control', model: 'baseline', weight: 1 },
+    { name: 'candidate', model: 'baseline', weight: 1 },
+  ],
+};
+
+describe('A/B evidence from live traffic', () => {
+  let service: Awaited<ReturnType<typeof startService>>;
+  let api: ReturnType<typeof request>;
+  let c: Clients;
+  const fixtures = fixtureImages();
+
+  before(async () => {
+    service = await startService({ ADMIN_TOKEN: TOKEN });
+    api = request(`http://127.0.0.1:${service.port}`);
+    c = clients(service.grpcPort);
+    await api.put('/v1/admin/routing').set('Authorization', `Bearer ${TOKEN}`).send(CONFIG).expect(200);
+  });
+  after(async () => {
+    c.close();
+    await service.stop();
+  });
+
+  it('counts assignments, feedback, accuracy and drift from HTTP and gRPC traffic', async () => {
+    const empty = (await api.get('/v1/ab').expect(200)).body;
+    assert.equal(empty.experiment.experiment, 'ab-integration');
+    assert.deepEqual(empty.experiment.arms.map((a: { assigned: number }) => a.assigned), [0, 0]);
+
+    const router = new AbRouter(parseRoutingConfig(CONFIG));
+    const expectedArms = new Map<string, number>();
+    let right = 0;
+    for (const [i, f] of fixtures.entries()) {
+      const key = `customer-${i}`;
+      let predictionId: string;
+      let arm: string;
+      let labelIndex: number;
+      if (i % 2 === 0) {
+        const res = await api.post('/v1/classify').set('X-Routing-Key', key).attach('image', fixtureBytes(f.file), f.file).expect(200);
+        ({ predictionId, arm, labelIndex } = res.body);
+        const fb = await api.post('/v1/feedback').send({ predictionId, label: f.label }).expect(200);
+        assert.equal(fb.body.correct, labelIndex === f.labelIndex);
+      } else {
+        const res = await call(c.product, 'Classify', { image: { encoded: fixtureBytes(f.file) }, routing_key: key });
+        ({ prediction_id: predictionId, arm, label_index: labelIndex } = res);
+        await call(c.product, 'SendFeedback', { prediction_id: predictionId, label_index: f.labelIndex });
+      }
+      assert.equal(arm, router.select({ routingKey: key }).arm);
+      expectedArms.set(arm, (expectedArms.get(arm) ?? 0) + 1);
+      if (labelIndex === f.labelIndex) right++;
+    }
+    // An explicit model choice is served but stays out of the experiment.
+    const explicit = await api.post('/v1/classify').field('model', 'baseline').attach('image', fixtureBytes(fixtures[0].file), 'x.png').expect(200);
+    await api.post('/v1/feedback').send({ predictionId: explicit.body.predictionId, label: fixtures[0].label }).expect(200);
+
+    const report = (await api.get('/v1/ab').expect(200)).body;
+    const arms = report.experiment.arms as { name: string; assigned: number; labelled: number; correct: number; accuracy: number }[];
+    for (const a of arms) {
+      assert.equal(a.assigned, expectedArms.get(a.name) ?? 0, a.name);
+      assert.equal(a.labelled, a.assigned);
+    }
+    assert.equal(arms.reduce((s, a) => s + a.correct, 0), right);
+    assert.equal(report.experiment.sampleRatio.mismatch, false);
+    assert.equal(report.experiment.comparisons[0].verdict, 'not-decided');
+
+    const acc1h = report.accuracy['1h'] as { model: string; arm: string; figures: { labelled: number; correct: number; observed: number; expected: number } }[];
+    const byArm = Object.fromEntries(acc1h.map((a) => [a.arm, a.figures]));
+    assert.equal(byArm.explicit.labelled, 1);
+    assert.equal(byArm.control.labelled + byArm.candidate.labelled, fixtures.length);
+    assert.ok(byArm.control.expected > 0.5 && byArm.control.expected <= 1);
+
+    const drift = report.drift['1h'] as { model: string; report: { samples: number; estimatedAccuracy: number; drift: boolean; reasons: string[] } }[];
+    assert.equal(drift.length, 1);
+    assert.equal(drift[0].model, 'baseline');
+    assert.equal(drift[0].report.samples, fixtures.length + 1);
+    assert.ok(drift[0].report.estimatedAccuracy > 0.8);
+    assert.match(drift[0].report.reasons[0], /drift is judged from 500/);
+
+    // Repeated feedback is answered but not counted again.
+    const again = await api.post('/v1/feedback').send({ predictionId: explicit.body.predictionId, label: 0 }).expect(200);
+    assert.equal(again.body.accepted, false);
+    const after = (await api.get('/v1/ab').expect(200)).body;
+    assert.equal(after.accuracy['1h'].find((a: { arm: string }) => a.arm === 'explicit').figures.labelled, 1);
+  });
+});
