@@ -20,8 +20,8 @@ async function main(): Promise<void> {
   const log = createLogger(config.logLevel);
   const started = Date.now();
   const service = await createService(config, log);
-  const { httpPort, grpcPort } = await service.start();
-  log.info({ httpPort, grpcPort, models: service.repository.names(), runtime: config.runtime, startupMs: Date.now() - started }, 'ready');
+  const { httpPort, grpcPort, metricsPort } = await service.start();
+  log.info({ httpPort, grpcPort, metricsPort, models: service.repository.names(), runtime: config.runtime, startupMs: Date.now() - started }, 'ready');
 
   let stopping = false;
   const shutdown = async (signal: string) => {

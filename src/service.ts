@@ -16,6 +16,7 @@ import { ModelRepository, type ReloadReport } from './models/repository';
 import { OnnxRuntimeFactory } from './models/onnx-runtime';
 import type { RuntimeFactory } from './models/runtime';
 import { TfjsEnvironment, TfjsRuntimeFactory } from './models/tfjs-runtime';
+import { ServiceMetrics } from './monitoring/metrics';
 import { Monitor } from './monitoring/monitor';
 import { ReceiptSigner, SeenIds } from './monitoring/receipts';
 import { Preprocessor } from './preprocess/preprocessor';
@@ -30,8 +31,10 @@ export interface Service {
   readonly routing: RoutingSource;
   readonly httpServer: http.Server;
   readonly grpc: GrpcTransport;
+  readonly metricsServer: http.Server;
+  readonly metrics: ServiceMetrics;
   /** Load models and start listening; resolves when ready to serve. */
-  start(): Promise<{ httpPort: number; grpcPort: number }>;
+  start(): Promise<{ httpPort: number; grpcPort: number; metricsPort: number }>;
   reload(): Promise<ReloadReport>;
   /** Drain: readiness false, stop accepting connections, finish in-flight work (bounded), release models. */
   stop(): Promise<{ drained: boolean }>;
@@ -65,6 +68,13 @@ export async function createService(config: Config, log: AppLogger): Promise<Ser
     log,
     pollMs: config.routingPollMs,
   });
+  // The gauges read the DataPlane's report at scrape time; it exists by then.
+  let dataplaneRef: DataPlane | undefined;
+  const metrics = new ServiceMetrics({
+    report: () => dataplaneRef!.monitoringReport(),
+    models: () => repository.status().models,
+    weights: () => (routing.status().config?.arms ?? []).map((a) => ({ arm: a.name, model: a.model, weight: a.weight })),
+  });
   const dataplane = new DataPlane({
     repository,
     preprocessor: new Preprocessor({ maxImageBytes: config.maxImageBytes, maxImagePixels: config.maxImagePixels }),
@@ -73,10 +83,28 @@ export async function createService(config: Config, log: AppLogger): Promise<Ser
     receipts,
     seenFeedback: new SeenIds(config.feedbackDedupCapacity),
     monitor: new Monitor(),
+    metrics,
     experiment: () => {
       const c = routing.status().config;
       return c && { experiment: c.experiment, control: c.control, arms: c.arms.map((a) => ({ name: a.name, model: a.model, weight: a.weight })) };
     },
+  });
+  dataplaneRef = dataplane;
+  const metricsServer = http.createServer((req, res) => {
+    if (req.method === 'GET' && (req.url === '/metrics' || req.url?.startsWith('/metrics?'))) {
+      metrics.registry.metrics().then(
+        (text) => {
+          res.writeHead(200, { 'Content-Type': metrics.registry.contentType });
+          res.end(text);
+        },
+        (err: Error) => {
+          log.error({ err: err.message }, 'metrics collection failed');
+          res.writeHead(500).end();
+        },
+      );
+      return;
+    }
+    res.writeHead(404, { 'Content-Type': 'text/plain' }).end('metrics are at /metrics\n');
   });
   const version = serverVersion();
   const grpc = createGrpcTransport(
@@ -115,6 +143,8 @@ export async function createService(config: Config, log: AppLogger): Promise<Ser
     routing,
     httpServer,
     grpc,
+    metricsServer,
+    metrics,
     async start() {
       const report = await reload();
       if (repository.isEmpty()) {
@@ -130,7 +160,11 @@ export async function createService(config: Config, log: AppLogger): Promise<Ser
       });
       await routing.start();
       const grpcPort = await grpc.listen(config.host, config.grpcPort);
-      return { httpPort: (httpServer.address() as AddressInfo).port, grpcPort };
+      await new Promise<void>((resolve, reject) => {
+        metricsServer.once('error', reject);
+        metricsServer.listen(config.metricsPort, config.host, () => resolve());
+      });
+      return { httpPort: (httpServer.address() as AddressInfo).port, grpcPort, metricsPort: (metricsServer.address() as AddressInfo).port };
     },
     reload,
     async stop() {
@@ -149,6 +183,8 @@ export async function createService(config: Config, log: AppLogger): Promise<Ser
       clearTimeout(timer);
       if (!drained) httpServer.closeAllConnections();
       const grpcOk = await grpcDrained;
+      await new Promise<void>((resolve) => metricsServer.close(() => resolve()));
+      metricsServer.closeAllConnections();
       await repository.close();
       return { drained: drained && grpcOk };
     },

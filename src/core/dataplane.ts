@@ -6,6 +6,7 @@
 import { performance } from 'node:perf_hooks';
 import type { LoadedModel } from '../models/model';
 import type { ModelRepository } from '../models/repository';
+import type { ServiceMetrics } from '../monitoring/metrics';
 import { type ExperimentArms, type Monitor, WINDOWS, type WindowName } from '../monitoring/monitor';
 import type { ReceiptSigner, SeenIds } from '../monitoring/receipts';
 import type { Preprocessor } from '../preprocess/preprocessor';
@@ -41,6 +42,7 @@ export interface DataPlaneDeps {
   monitor: Monitor;
   /** The experiment in force (from the routing config), if any. */
   experiment: () => ExperimentArms | undefined;
+  metrics: ServiceMetrics;
 }
 
 const DEFAULT_TOP_K = 3;
@@ -112,6 +114,15 @@ export class DataPlane {
     };
   }
 
+  /**
+   * Count one answered request (every transport calls this once per request
+   * or stream item): its model and arm when known, and OK or the error code.
+   */
+  recordRequest(transport: string, seconds: number, code: string, model = '', arm = ''): void {
+    this.deps.metrics.requests.inc({ transport, model, arm, code });
+    this.deps.metrics.requestDuration.observe({ transport, code }, seconds);
+  }
+
   /** Ready and holding this model (and version, when given). */
   modelReady(name: string, version?: string): boolean {
     if (!this.isReady()) return false;
@@ -143,10 +154,32 @@ export class DataPlane {
    * but not counted again.
    */
   async feedback(req: FeedbackRequest): Promise<FeedbackResult> {
-    const receipt = this.deps.receipts.verify(req.predictionId); // a string once verified
-    const labels = this.labelsOf(receipt.model);
-    const truth = resolveLabel(req.label, labels);
+    const reject = (reason: string) => (err: unknown): never => {
+      this.deps.metrics.feedbackRejected.inc({ outcome: reason });
+      throw err;
+    };
+    let receipt: ReturnType<ReceiptSigner['verify']>;
+    try {
+      receipt = this.deps.receipts.verify(req.predictionId); // a string once verified
+    } catch (err) {
+      const code = ServiceError.from(err).code;
+      return reject(code === 'PERMISSION_DENIED' ? 'tampered' : code === 'FAILED_PRECONDITION' ? 'expired' : 'malformed')(err);
+    }
+    let labels: readonly string[];
+    let truth: number;
+    try {
+      labels = this.labelsOf(receipt.model);
+    } catch (err) {
+      return reject('unknown_model')(err);
+    }
+    try {
+      truth = resolveLabel(req.label, labels);
+    } catch (err) {
+      return reject('bad_label')(err);
+    }
     const accepted = this.deps.seenFeedback.add(req.predictionId as string);
+    const outcome = !accepted ? 'duplicate' : truth === receipt.labelIndex ? 'correct' : 'incorrect';
+    this.deps.metrics.feedback.inc({ model: receipt.model, arm: receipt.arm, outcome });
     if (accepted) {
       this.deps.monitor.feedbackReceived({
         model: receipt.model,
@@ -212,6 +245,10 @@ export class DataPlane {
         probs = await model.predict(input, ok.length);
       }
       const t2 = performance.now();
+      if (ok.length > 0) {
+        this.deps.metrics.inferenceDuration.observe({ model: model.name, version: model.version }, (t2 - t1) / 1000);
+        this.deps.metrics.batchSize.observe({ model: model.name, version: model.version }, ok.length);
+      }
       const timings = { preprocessMs: round(t1 - t0), inferenceMs: round(t2 - t1), totalMs: round(performance.now() - t0) };
       const out: BatchItem[] = prepared.map((p) =>
         p.status === 'rejected' ? { error: ServiceError.from(p.reason).toJSON() } : (undefined as unknown as BatchItem),
@@ -220,6 +257,8 @@ export class DataPlane {
       ok.forEach((item, j) => {
         const c = this.describe(model, selection, probs.subarray(j * model.numClasses, (j + 1) * model.numClasses), opts.topK, timings);
         this.deps.monitor.prediction({ model: c.model, version: c.version, arm: c.arm, experiment: selection.experiment, labelIndex: c.labelIndex, confidence: c.confidence });
+        this.deps.metrics.confidence.observe({ model: c.model, arm: c.arm }, c.confidence);
+        this.deps.metrics.predictions.inc({ model: c.model, arm: c.arm, label: c.label });
         out[item.i] = c;
       });
       return out;

@@ -54,7 +54,7 @@ async function startNpm(
   let out = '';
   const child = spawn('npm', ['start', '--silent'], {
     cwd: ROOT,
-    env: { ...process.env, HTTP_PORT: String(port), GRPC_PORT: String(grpcPort), HOST: '127.0.0.1', ...env },
+    env: { ...process.env, HTTP_PORT: String(port), GRPC_PORT: String(grpcPort), METRICS_PORT: '0', HOST: '127.0.0.1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   child.stdout!.on('data', (d) => (out += d));

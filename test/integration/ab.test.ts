@@ -91,10 +91,42 @@ describe('A/B evidence from live traffic', () => {
     assert.ok(drift[0].report.estimatedAccuracy > 0.8);
     assert.match(drift[0].report.reasons[0], /drift is judged from 500/);
 
+    // The same evidence in Prometheus's text format, from the metrics port.
+    const text = (await request(`http://127.0.0.1:${service.metricsPort}`).get('/metrics').expect(200)).text;
+    const value = (name: string, labels: Record<string, string>) => {
+      const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
+      const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && want.every((w) => l.includes(w)));
+      assert.ok(line, `${name} ${JSON.stringify(labels)} in /metrics`);
+      return Number(line!.split(' ').pop());
+    };
+    const half = fixtures.length / 2;
+    const sumOver = (name: string, labels: Record<string, string>) =>
+      text
+        .split('\n')
+        .filter((l) => l.startsWith(`${name}{`) && Object.entries(labels).every(([k, v]) => l.includes(`${k}="${v}"`)))
+        .reduce((s, l) => s + Number(l.split(' ').pop()), 0);
+    assert.equal(sumOver('classifier_requests_total', { transport: 'http', code: 'OK' }) >= half * 2 + 2, true);
+    assert.equal(sumOver('classifier_requests_total', { transport: 'grpc', code: 'OK' }), half * 2);
+    assert.equal(sumOver('classifier_feedback_total', { model: 'baseline' }), fixtures.length + 1);
+    assert.equal(value('classifier_ab_arm_requests', { arm: 'control' }), arms.find((a) => a.name === 'control')!.assigned);
+    assert.equal(value('classifier_ab_arm_labelled', { arm: 'candidate' }), arms.find((a) => a.name === 'candidate')!.labelled);
+    assert.equal(value('classifier_accuracy_observed_ratio', { arm: 'control', window: '1h' }), byArm.control.observed);
+    assert.equal(value('classifier_prediction_window_samples', { model: 'baseline', window: '24h' }), fixtures.length + 1);
+    assert.equal(value('classifier_arm_weight_ratio', { arm: 'candidate' }), 0.5);
+    assert.equal(value('classifier_ab_verdict', { arm: 'candidate' }), 0);
+    assert.equal(value('classifier_model_info', { model: 'baseline', version: '1' }), 1);
+    assert.equal(sumOver('classifier_confidence_count', { model: 'baseline' }), fixtures.length + 1);
+    assert.ok(text.includes('classifier_request_duration_seconds_bucket{le="0.0005"'));
+
     // Repeated feedback is answered but not counted again.
     const again = await api.post('/v1/feedback').send({ predictionId: explicit.body.predictionId, label: 0 }).expect(200);
     assert.equal(again.body.accepted, false);
     const after = (await api.get('/v1/ab').expect(200)).body;
     assert.equal(after.accuracy['1h'].find((a: { arm: string }) => a.arm === 'explicit').figures.labelled, 1);
+    const rejected = await api.post('/v1/feedback').send({ predictionId: 'not-a-receipt', label: 0 });
+    assert.equal(rejected.status, 400);
+    const text2 = (await request(`http://127.0.0.1:${service.metricsPort}`).get('/metrics').expect(200)).text;
+    assert.ok(text2.includes('classifier_feedback_rejected_total{outcome="malformed"} 1'));
+    assert.ok(text2.includes('outcome="duplicate"} 1'));
   });
 });

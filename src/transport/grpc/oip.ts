@@ -181,6 +181,6 @@ export function oipGrpcHandlers(dataplane: DataPlane, info: OipServerInfo): grpc
         outputs: result.outputs.map((t) => ({ name: t.name, datatype: t.datatype, shape: t.shape, ...(raw ? {} : { contents: toContents(t) }) })),
         raw_output_contents: raw ? result.outputs.map(toRaw) : [],
       };
-    }, info.onInternal),
+    }, info.onInternal, (code, seconds, res) => dataplane.recordRequest('oip-grpc', seconds, code, (res as { model_name?: string } | undefined)?.model_name ?? '', res ? 'explicit' : '')),
   };
 }

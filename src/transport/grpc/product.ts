@@ -2,6 +2,7 @@
  * classifier.v1.ProductClassifier: convert protobuf messages to DataPlane
  * calls and back. No request rule lives here.
  */
+import { performance } from 'node:perf_hooks';
 import type * as grpc from '@grpc/grpc-js';
 import type { DataPlane } from '../../core/dataplane';
 import { invalid, ServiceError } from '../../core/errors';
@@ -79,27 +80,36 @@ function itemMsg(item: BatchItem) {
 }
 
 export function productHandlers(dataplane: DataPlane, opts: ProductOptions): grpc.UntypedServiceImplementation {
+  type Answer = { model?: string; arm?: string; results?: { classification?: { model: string; arm: string } }[] };
+  const record = (code: string, seconds: number, result?: unknown) => {
+    const res = result as Answer | undefined;
+    const first = res?.model !== undefined ? res : res?.results?.find((r) => r.classification)?.classification;
+    dataplane.recordRequest('grpc', seconds, code, first?.model ?? '', first?.arm ?? '');
+  };
   return {
     Classify: unary<ClassifyRequestMsg, unknown>(async (req) => {
       const result = await dataplane.classify(imageFrom(req.image, 'image'), optionsFrom(req));
       return classificationMsg(result);
-    }, opts.onInternal),
+    }, opts.onInternal, record),
 
     ClassifyBatch: unary<BatchRequestMsg, unknown>(async (req) => {
       const images = req.images.map((m, i) => imageFrom(m, `images[${i}]`));
       const results = await dataplane.classifyBatch(images, optionsFrom(req));
       return { results: results.map(itemMsg) };
-    }, opts.onInternal),
+    }, opts.onInternal, record),
 
     ClassifyStream: (call: grpc.ServerDuplexStream<ClassifyRequestMsg, unknown>) => {
       streamInOrder(call, opts.streamWindow, async (req, index) => {
+        const t0 = performance.now();
         try {
           if (dataplane.isDraining) throw new ServiceError('UNAVAILABLE', 'draining: the service is shutting down; reconnect to another replica', { retryAfterSeconds: 1 });
           const c = await dataplane.classify(imageFrom(req.image, 'image'), optionsFrom(req));
+          dataplane.recordRequest('grpc', (performance.now() - t0) / 1000, 'OK', c.model, c.arm);
           return { index, tag: req.tag, classification: classificationMsg(c) };
         } catch (err) {
           const e = ServiceError.from(err);
           if (e.code === 'INTERNAL') opts.onInternal(e);
+          dataplane.recordRequest('grpc', (performance.now() - t0) / 1000, e.code);
           // Not ready / draining ends the stream; an image's own fault answers in place.
           if (e.code === 'UNAVAILABLE') throw e;
           return { index, tag: req.tag, error: e.toJSON() };
@@ -114,6 +124,7 @@ export function productHandlers(dataplane: DataPlane, opts: ProductOptions): grp
         return { accepted: r.accepted, correct: r.correct, model: r.model, version: r.version, arm: r.arm };
       },
       opts.onInternal,
+      record,
     ),
 
     ListModels: unary<Record<string, never>, unknown>(async () => {

@@ -32,6 +32,8 @@ export interface AdminActions {
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+/** The routes counted in classifier_requests_total (probes and metadata are not). */
+const COUNTED_ROUTES = /^(?:\/v1\/(?:classify|classify\/batch|feedback)|(\/v2\/models\/[^/]+(?:\/versions\/[^/]+)?\/infer))$/;
 
 export function createHttpApp(dataplane: DataPlane, admin: AdminActions, opts: HttpOptions, log: AppLogger): express.Express {
   const app = express();
@@ -50,7 +52,12 @@ export function createHttpApp(dataplane: DataPlane, admin: AdminActions, opts: H
     res.setHeader('Cache-Control', 'no-store');
     res.setHeader('Referrer-Policy', 'no-referrer');
     const start = performance.now();
+    const counted = COUNTED_ROUTES.exec(req.path);
     res.on('finish', () => {
+      if (counted) {
+        const code = res.locals.errorCode ?? (res.statusCode < 400 ? 'OK' : `HTTP_${res.statusCode}`);
+        dataplane.recordRequest(counted[1] ? 'oip-http' : 'http', (performance.now() - start) / 1000, code, res.locals.model ?? '', res.locals.arm ?? '');
+      }
       // One line per request; never the body.
       log.info({
         reqId: id,

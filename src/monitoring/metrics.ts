@@ -1,0 +1,149 @@
+/**
+ * Prometheus metrics (prefix `classifier_`) on an injected registry.
+ *
+ * Counters and histograms are updated as traffic flows; every gauge is
+ * computed at scrape time from the Monitor's windows and the routing config,
+ * so all of them come from real traffic. Fleet-wide figures are sums of the
+ * counters over pods in PromQL; per-pod gauges describe that pod's share.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { AbReport } from './ab-report';
+import type { DriftReport } from './drift';
+import type { AccuracyFigures, WindowName } from './monitor';
+
+export interface MetricsSources {
+  report(): {
+    experiment: AbReport | null;
+    accuracy: Record<string, { model: string; arm: string; figures: AccuracyFigures }[]>;
+    drift: Record<string, { model: string; report: DriftReport }[]>;
+  };
+  models(): { name: string; version: string; format: string; backend: string; parameters: number }[];
+  weights(): { arm: string; model: string; weight: number }[];
+}
+
+/** Sub-millisecond to 1 s (and a little beyond). */
+const DURATION_BUCKETS = [0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5];
+/** Fine near 1, where a calibrated classifier puts most of its answers. */
+const CONFIDENCE_BUCKETS = [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999, 1];
+const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
+
+export class ServiceMetrics {
+  readonly registry = new Registry();
+  readonly requests: Counter<'transport' | 'model' | 'arm' | 'code'>;
+  readonly requestDuration: Histogram<'transport' | 'code'>;
+  readonly inferenceDuration: Histogram<'model' | 'version'>;
+  readonly batchSize: Histogram<'model' | 'version'>;
+  readonly confidence: Histogram<'model' | 'arm'>;
+  readonly predictions: Counter<'model' | 'arm' | 'label'>;
+  readonly feedback: Counter<'model' | 'arm' | 'outcome'>;
+  readonly feedbackRejected: Counter<'outcome'>;
+
+  constructor(sources: MetricsSources, opts: { defaultMetrics?: boolean } = {}) {
+    const registers = [this.registry];
+    if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'classifier_process_' });
+    this.requests = new Counter({ name: 'classifier_requests_total', help: 'Requests answered, by transport, model, arm and result code (OK or the error code).', labelNames: ['transport', 'model', 'arm', 'code'], registers });
+    this.requestDuration = new Histogram({ name: 'classifier_request_duration_seconds', help: 'Time from request to answer, by transport and code.', labelNames: ['transport', 'code'], buckets: DURATION_BUCKETS, registers });
+    this.inferenceDuration = new Histogram({ name: 'classifier_inference_duration_seconds', help: 'Model call time per batch.', labelNames: ['model', 'version'], buckets: DURATION_BUCKETS, registers });
+    this.batchSize = new Histogram({ name: 'classifier_batch_size', help: 'Images per model call.', labelNames: ['model', 'version'], buckets: BATCH_BUCKETS, registers });
+    this.confidence = new Histogram({ name: 'classifier_confidence', help: 'Calibrated top-1 confidence of each prediction.', labelNames: ['model', 'arm'], buckets: CONFIDENCE_BUCKETS, registers });
+    this.predictions = new Counter({ name: 'classifier_predictions_total', help: 'Predictions by predicted class.', labelNames: ['model', 'arm', 'label'], registers });
+    this.feedback = new Counter({ name: 'classifier_feedback_total', help: 'Ground-truth feedback counted, by outcome (correct, incorrect) and duplicates answered but not counted.', labelNames: ['model', 'arm', 'outcome'], registers });
+    this.feedbackRejected = new Counter({ name: 'classifier_feedback_rejected_total', help: 'Feedback refused, by reason (malformed, tampered, expired, bad_label, unknown_model).', labelNames: ['outcome'], registers });
+
+    // ---- gauges computed at scrape time -------------------------------
+    let snapshot: ReturnType<MetricsSources['report']> | undefined;
+    let snapshotAt = 0;
+    const report = () => {
+      // One report per scrape, shared by the gauges' collect() calls.
+      if (!snapshot || Date.now() - snapshotAt > 250) {
+        snapshot = sources.report();
+        snapshotAt = Date.now();
+      }
+      return snapshot;
+    };
+    const gauge = <L extends string>(name: string, help: string, labelNames: L[], collect: (g: Gauge<L>) => void) =>
+      new Gauge<L>({
+        name,
+        help,
+        labelNames,
+        registers,
+        collect() {
+          this.reset();
+          collect(this);
+        },
+      });
+    const windows = (): WindowName[] => ['1h', '24h'];
+
+    gauge('classifier_accuracy_observed_ratio', 'Accuracy from feedback over the window.', ['model', 'arm', 'window'], (g) => {
+      for (const w of windows()) for (const a of report().accuracy[w] ?? []) if (a.figures.observed !== null) g.set({ model: a.model, arm: a.arm, window: w }, a.figures.observed);
+    });
+    gauge('classifier_feedback_window_samples', 'Labels received over the window.', ['model', 'arm', 'window'], (g) => {
+      for (const w of windows()) for (const a of report().accuracy[w] ?? []) g.set({ model: a.model, arm: a.arm, window: w }, a.figures.labelled);
+    });
+    gauge('classifier_accuracy_estimated_ratio', 'Accuracy expected from calibrated confidence over the window, before labels.', ['model', 'window'], (g) => {
+      for (const w of windows()) for (const d of report().drift[w] ?? []) if (d.report.estimatedAccuracy !== null) g.set({ model: d.model, window: w }, d.report.estimatedAccuracy);
+    });
+    gauge('classifier_prediction_window_samples', 'Predictions over the window.', ['model', 'window'], (g) => {
+      for (const w of windows()) for (const d of report().drift[w] ?? []) g.set({ model: d.model, window: w }, d.report.samples);
+    });
+    gauge('classifier_drift_score', 'Drift of live predictions against the reference: psi and js (confidence), ks (largest CDF gap).', ['model', 'signal', 'window'], (g) => {
+      for (const w of windows())
+        for (const d of report().drift[w] ?? []) {
+          const r = d.report;
+          if (r.psi !== null) g.set({ model: d.model, signal: 'psi', window: w }, r.psi);
+          if (r.jsDistance !== null) g.set({ model: d.model, signal: 'js', window: w }, r.jsDistance);
+          if (r.ksStatistic !== null) g.set({ model: d.model, signal: 'ks', window: w }, r.ksStatistic);
+        }
+    });
+    gauge('classifier_drift_p_value', 'Drift test p-values: ks (confidence) and class_mix (chi-square).', ['model', 'signal', 'window'], (g) => {
+      for (const w of windows())
+        for (const d of report().drift[w] ?? []) {
+          if (d.report.ksPValue !== null) g.set({ model: d.model, signal: 'ks', window: w }, d.report.ksPValue);
+          if (d.report.classChiSquarePValue !== null) g.set({ model: d.model, signal: 'class_mix', window: w }, d.report.classChiSquarePValue);
+        }
+    });
+    gauge('classifier_drift_detected', '1 when drift is flagged over the window (enough samples and a threshold crossed).', ['model', 'window'], (g) => {
+      for (const w of windows()) for (const d of report().drift[w] ?? []) g.set({ model: d.model, window: w }, d.report.drift ? 1 : 0);
+    });
+    gauge('classifier_ab_arm_requests', 'Requests assigned to each arm in the experiment (this replica).', ['arm', 'model'], (g) => {
+      for (const a of report().experiment?.arms ?? []) g.set({ arm: a.name, model: a.model }, a.assigned);
+    });
+    gauge('classifier_ab_arm_labelled', 'Labels received for each arm in the experiment (this replica).', ['arm', 'model'], (g) => {
+      for (const a of report().experiment?.arms ?? []) g.set({ arm: a.name, model: a.model }, a.labelled);
+    });
+    gauge('classifier_ab_arm_accuracy_ratio', 'Accuracy of each arm in the experiment, with its 95% Wilson bounds (signal: estimate, low, high).', ['arm', 'model', 'signal'], (g) => {
+      for (const a of report().experiment?.arms ?? []) {
+        if (a.accuracy === null) continue;
+        g.set({ arm: a.name, model: a.model, signal: 'estimate' }, a.accuracy);
+        g.set({ arm: a.name, model: a.model, signal: 'low' }, a.low);
+        g.set({ arm: a.name, model: a.model, signal: 'high' }, a.high);
+      }
+    });
+    gauge('classifier_ab_difference_ratio', 'Candidate minus control accuracy, with the always-valid interval (signal: estimate, low, high).', ['arm', 'signal'], (g) => {
+      for (const c of report().experiment?.comparisons ?? []) {
+        if (c.difference === null) continue;
+        g.set({ arm: c.candidate, signal: 'estimate' }, c.difference);
+        g.set({ arm: c.candidate, signal: 'low' }, c.low!);
+        g.set({ arm: c.candidate, signal: 'high' }, c.high!);
+      }
+    });
+    gauge('classifier_ab_p_value', 'Always-valid p-value of candidate vs control (signal: accuracy), and the sample-ratio-mismatch p-value (signal: srm).', ['arm', 'signal'], (g) => {
+      const e = report().experiment;
+      if (!e) return;
+      for (const c of e.comparisons) g.set({ arm: c.candidate, signal: 'accuracy' }, c.pValue);
+      g.set({ arm: e.control, signal: 'srm' }, e.sampleRatio.pValue);
+    });
+    gauge('classifier_ab_labels_needed', 'Labels per arm still needed to settle the observed difference.', ['arm'], (g) => {
+      for (const c of report().experiment?.comparisons ?? []) if (c.labelsNeededPerArm !== null) g.set({ arm: c.candidate }, c.labelsNeededPerArm);
+    });
+    gauge('classifier_ab_verdict', 'Verdict per candidate arm: 1 better, -1 worse, 0 not decided.', ['arm'], (g) => {
+      for (const c of report().experiment?.comparisons ?? []) g.set({ arm: c.candidate }, c.verdict === 'candidate-better' ? 1 : c.verdict === 'candidate-worse' ? -1 : 0);
+    });
+    gauge('classifier_arm_weight_ratio', 'Configured traffic share of each arm.', ['arm', 'model'], (g) => {
+      for (const a of sources.weights()) g.set({ arm: a.arm, model: a.model }, a.weight);
+    });
+    gauge('classifier_model_info', 'Loaded models (value 1), with runtime and parameter count.', ['model', 'version', 'runtime', 'parameters'], (g) => {
+      for (const m of sources.models()) g.set({ model: m.name, version: m.version, runtime: `${m.format} (${m.backend})`, parameters: String(m.parameters) }, 1);
+    });
+  }
+}
