@@ -84,6 +84,7 @@ export async function createService(config: Config, log: AppLogger): Promise<Ser
     seenFeedback: new SeenIds(config.feedbackDedupCapacity),
     monitor: new Monitor(),
     metrics,
+    shadow: () => routing.status().config?.shadow,
     experiment: () => {
       const c = routing.status().config;
       return c && { experiment: c.experiment, control: c.control, arms: c.arms.map((a) => ({ name: a.name, model: a.model, weight: a.weight })) };

@@ -43,7 +43,13 @@ export interface DataPlaneDeps {
   /** The experiment in force (from the routing config), if any. */
   experiment: () => ExperimentArms | undefined;
   metrics: ServiceMetrics;
+  /** The shadow model in force (from the routing config), if any. */
+  shadow: () => { model: string; version?: string; fraction: number } | undefined;
+  random?: () => number;
 }
+
+/** Shadow batches running at once; more are dropped (and counted) rather than queued. */
+const MAX_SHADOW_IN_FLIGHT = 2;
 
 const DEFAULT_TOP_K = 3;
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
@@ -51,6 +57,7 @@ const VERSION_RE = /^[1-9][0-9]{0,8}$/;
 
 export class DataPlane {
   private draining = false;
+  private shadowInFlight = 0;
 
   constructor(private readonly deps: DataPlaneDeps) {}
 
@@ -111,6 +118,7 @@ export class DataPlane {
       experiment: experiment ? this.deps.monitor.ab(experiment) : null,
       accuracy: Object.fromEntries(windows.map((w) => [w, this.deps.monitor.accuracy(w)])),
       drift: Object.fromEntries(windows.map((w) => [w, this.deps.monitor.driftReports(w)])),
+      shadow: Object.fromEntries(windows.map((w) => [w, this.deps.monitor.shadowAgreement(w)])),
     };
   }
 
@@ -202,6 +210,56 @@ export class DataPlane {
     };
   }
 
+  /**
+   * Mirror this batch to the shadow model after the answer is on its way:
+   * the same pixels through the shadow's own normalization; only whether
+   * its top-1 agrees with the served one is kept. It never delays or
+   * changes an answer; when shadows pile up, new ones are dropped.
+   */
+  private maybeShadow(served: LoadedModel, items: { pixels?: ArrayLike<number> }[], probs: Float32Array): void {
+    const shadow = this.deps.shadow();
+    if (!shadow || shadow.model === served.name || items.length === 0 || items.some((it) => !it.pixels)) return;
+    if ((this.deps.random ?? Math.random)() >= shadow.fraction) return;
+    if (this.shadowInFlight >= MAX_SHADOW_IN_FLIGHT) {
+      this.deps.metrics.shadowPredictions.inc({ model: shadow.model, outcome: 'dropped' }, items.length);
+      return;
+    }
+    const k = served.numClasses;
+    const servedTop = items.map((_, j) => argmaxRow(probs, j * k, k));
+    const pixels = items.map((it) => it.pixels!);
+    this.shadowInFlight++;
+    setImmediate(() => {
+      this.runShadow(shadow, served.name, pixels, servedTop).finally(() => this.shadowInFlight--);
+    });
+  }
+
+  private async runShadow(shadow: { model: string; version?: string }, servedModel: string, pixels: ArrayLike<number>[], servedTop: number[]): Promise<void> {
+    let lease;
+    try {
+      lease = this.deps.repository.acquire(shadow.model, shadow.version);
+    } catch {
+      this.deps.metrics.shadowPredictions.inc({ model: shadow.model, outcome: 'error' }, pixels.length);
+      return;
+    }
+    try {
+      const m = lease.model;
+      const input = new Float32Array(pixels.length * m.pixelsPerImage);
+      pixels.forEach((p, j) => m.normalizeInto(p, input, j));
+      const probs = await m.predict(input, pixels.length);
+      let agree = 0;
+      servedTop.forEach((t, j) => {
+        if (argmaxRow(probs, j * m.numClasses, m.numClasses) === t) agree++;
+      });
+      this.deps.metrics.shadowPredictions.inc({ model: m.name, outcome: 'agree' }, agree);
+      this.deps.metrics.shadowPredictions.inc({ model: m.name, outcome: 'disagree' }, pixels.length - agree);
+      this.deps.monitor.shadowCompared(servedModel, m.name, pixels.length, agree);
+    } catch {
+      this.deps.metrics.shadowPredictions.inc({ model: shadow.model, outcome: 'error' }, pixels.length);
+    } finally {
+      lease.release();
+    }
+  }
+
   private labelsOf(model: string): readonly string[] {
     const loaded = this.deps.repository.latest(model);
     if (!loaded) throw new ServiceError('NOT_FOUND', `model ${model} of this prediction is not loaded here, so its labels are unknown`);
@@ -254,6 +312,7 @@ export class DataPlane {
         p.status === 'rejected' ? { error: ServiceError.from(p.reason).toJSON() } : (undefined as unknown as BatchItem),
       );
       this.deps.monitor.watchModel(model.manifest);
+      this.maybeShadow(model, ok, probs);
       ok.forEach((item, j) => {
         const c = this.describe(model, selection, probs.subarray(j * model.numClasses, (j + 1) * model.numClasses), opts.topK, timings);
         this.deps.monitor.prediction({ model: c.model, version: c.version, arm: c.arm, experiment: selection.experiment, labelIndex: c.labelIndex, confidence: c.confidence });
@@ -317,6 +376,12 @@ export function resolveLabel(label: unknown, labels: readonly string[]): number 
   const folded = labels.findIndex((l) => l.toLowerCase() === label.toLowerCase());
   if (folded >= 0) return folded;
   throw invalid(`unknown label "${label.slice(0, 64)}"; expected one of: ${labels.join(', ')}`);
+}
+
+function argmaxRow(xs: Float32Array, start: number, n: number): number {
+  let best = 0;
+  for (let i = 1; i < n; i++) if (xs[start + i] > xs[start + best]) best = i;
+  return best;
 }
 
 function round(ms: number): number {

@@ -16,6 +16,7 @@ export interface MetricsSources {
     experiment: AbReport | null;
     accuracy: Record<string, { model: string; arm: string; figures: AccuracyFigures }[]>;
     drift: Record<string, { model: string; report: DriftReport }[]>;
+    shadow: Record<string, { served: string; shadow: string; compared: number; agreement: number | null }[]>;
   };
   models(): { name: string; version: string; format: string; backend: string; parameters: number }[];
   weights(): { arm: string; model: string; weight: number }[];
@@ -37,6 +38,7 @@ export class ServiceMetrics {
   readonly predictions: Counter<'model' | 'arm' | 'label'>;
   readonly feedback: Counter<'model' | 'arm' | 'outcome'>;
   readonly feedbackRejected: Counter<'outcome'>;
+  readonly shadowPredictions: Counter<'model' | 'outcome'>;
 
   constructor(sources: MetricsSources, opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -48,6 +50,7 @@ export class ServiceMetrics {
     this.confidence = new Histogram({ name: 'classifier_confidence', help: 'Calibrated top-1 confidence of each prediction.', labelNames: ['model', 'arm'], buckets: CONFIDENCE_BUCKETS, registers });
     this.predictions = new Counter({ name: 'classifier_predictions_total', help: 'Predictions by predicted class.', labelNames: ['model', 'arm', 'label'], registers });
     this.feedback = new Counter({ name: 'classifier_feedback_total', help: 'Ground-truth feedback counted, by outcome (correct, incorrect) and duplicates answered but not counted.', labelNames: ['model', 'arm', 'outcome'], registers });
+    this.shadowPredictions = new Counter({ name: 'classifier_shadow_predictions_total', help: 'Images mirrored to the shadow model, by outcome: agree or disagree with the served top-1, dropped (too many in flight), error.', labelNames: ['model', 'outcome'], registers });
     this.feedbackRejected = new Counter({ name: 'classifier_feedback_rejected_total', help: 'Feedback refused, by reason (malformed, tampered, expired, bad_label, unknown_model).', labelNames: ['outcome'], registers });
 
     // ---- gauges computed at scrape time -------------------------------
@@ -138,6 +141,9 @@ export class ServiceMetrics {
     });
     gauge('classifier_ab_verdict', 'Verdict per candidate arm: 1 better, -1 worse, 0 not decided.', ['arm'], (g) => {
       for (const c of report().experiment?.comparisons ?? []) g.set({ arm: c.candidate }, c.verdict === 'candidate-better' ? 1 : c.verdict === 'candidate-worse' ? -1 : 0);
+    });
+    gauge('classifier_shadow_agreement_ratio', 'Share of mirrored images where the shadow model (model) agreed with the served top-1, over the window.', ['model', 'window'], (g) => {
+      for (const w of windows()) for (const s of report().shadow[w] ?? []) if (s.agreement !== null) g.set({ model: s.shadow, window: w }, s.agreement);
     });
     gauge('classifier_arm_weight_ratio', 'Configured traffic share of each arm.', ['arm', 'model'], (g) => {
       for (const a of sources.weights()) g.set({ arm: a.arm, model: a.model }, a.weight);

@@ -62,6 +62,7 @@ export class Monitor {
   private experiment?: string;
   private assigned = new Map<string, number>();
   private labels = new Map<string, { labelled: number; correct: number }>();
+  private readonly shadows = new Map<string, { served: string; shadow: string; windows: MinuteWindows }>();
   private readonly opts: MonitorOptions;
 
   constructor(opts: Partial<MonitorOptions> = {}) {
@@ -111,6 +112,24 @@ export class Monitor {
       if (e.correct) l.correct++;
       this.labels.set(e.arm, l);
     }
+  }
+
+  shadowCompared(served: string, shadow: string, compared: number, agreed: number): void {
+    const k = key(served, shadow);
+    let s = this.shadows.get(k);
+    if (!s) {
+      s = { served, shadow, windows: new MinuteWindows(2, 1440, this.opts.now) };
+      this.shadows.set(k, s);
+    }
+    s.windows.addAll([compared, agreed]);
+  }
+
+  /** How often the shadow model's top-1 agreed with the served model's, per window. */
+  shadowAgreement(window: WindowName): { served: string; shadow: string; compared: number; agreement: number | null }[] {
+    return [...this.shadows.values()].map(({ served, shadow, windows }) => {
+      const [compared, agreed] = windows.sum(WINDOWS[window]);
+      return { served, shadow, compared, agreement: compared > 0 ? agreed / compared : null };
+    });
   }
 
   driftReports(window: WindowName): { model: string; report: DriftReport }[] {

@@ -28,6 +28,8 @@ export interface RoutingConfig {
   /** Name of the control arm (the model in production today). */
   control: string;
   arms: ArmConfig[];
+  /** Mirror a share of served traffic to another model, after the answer; never changes it. */
+  shadow?: { model: string; version?: string; fraction: number };
 }
 
 export class RoutingConfigError extends Error {}
@@ -82,7 +84,18 @@ export function parseRoutingConfig(raw: unknown, knownModels?: readonly string[]
   if (!(total > 0)) fail('arm weights must add up to more than 0');
   const control = o.control === undefined ? arms[0].name : o.control;
   if (typeof control !== 'string' || !names.has(control)) fail(`control must name one of the arms (${[...names].join(', ')})`);
+  let shadow: RoutingConfig['shadow'];
+  if (o.shadow !== undefined) {
+    const sh = o.shadow as Record<string, unknown>;
+    if (typeof sh !== 'object' || sh === null) fail('shadow must be an object {model, fraction}');
+    if (typeof sh.model !== 'string' || !ARM_NAME.test(sh.model)) fail('shadow.model must be a model name');
+    if (knownModels && !knownModels.includes(sh.model as string)) fail(`shadow.model "${sh.model}" is not loaded; loaded: ${knownModels.join(', ')}`);
+    if (sh.version !== undefined && (typeof sh.version !== 'string' || !/^[1-9][0-9]{0,8}$/.test(sh.version))) fail('shadow.version must be a positive integer string');
+    if (typeof sh.fraction !== 'number' || !(sh.fraction >= 0 && sh.fraction <= 1)) fail('shadow.fraction must be a number in [0, 1]');
+    shadow = Object.freeze({ model: sh.model as string, version: sh.version as string | undefined, fraction: sh.fraction as number });
+  }
   return Object.freeze({
+    ...(shadow ? { shadow } : {}),
     experiment: experiment as string,
     seed: seed as string,
     coverage: coverage as number,

@@ -4,11 +4,13 @@
  * observed and estimated accuracy, and drift from /v1/ab.
  */
 import assert from 'node:assert/strict';
+import { cp, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import request from 'supertest';
 import { AbRouter, parseRoutingConfig } from '../../src/routing/router';
 import { call, clients, type Clients } from '../grpc-clients';
-import { fixtureBytes, fixtureImages, startService } from '../helpers';
+import { fixtureBytes, fixtureImages, startService, tempModelDir } from '../helpers';
 
 const TOKEN = 'ab-test-admin-token-000000';
 const CONFIG = {
@@ -128,5 +130,42 @@ describe('A/B evidence from live traffic', () => {
     const text2 = (await request(`http://127.0.0.1:${service.metricsPort}`).get('/metrics').expect(200)).text;
     assert.ok(text2.includes('classifier_feedback_rejected_total{outcome="malformed"} 1'));
     assert.ok(text2.includes('outcome="duplicate"} 1'));
+  });
+});
+
+describe('shadow traffic', () => {
+  it('mirrors served images to the shadow model after the answer and measures agreement', async () => {
+    // A second model with the baseline's weights under another name: it must agree every time.
+    const dir = await tempModelDir();
+    await cp(path.join(dir, 'baseline'), path.join(dir, 'twin'), { recursive: true });
+    const manifestPath = path.join(dir, 'twin', '1', 'manifest.json');
+    const manifest = JSON.parse(await readFile(manifestPath, 'utf8'));
+    await writeFile(manifestPath, JSON.stringify({ ...manifest, name: 'twin' }));
+    const service = await startService({ MODEL_DIR: dir, ADMIN_TOKEN: TOKEN });
+    try {
+      const api = request(`http://127.0.0.1:${service.port}`);
+      await api
+        .put('/v1/admin/routing')
+        .set('Authorization', `Bearer ${TOKEN}`)
+        .send({ experiment: 'shadowed', arms: [{ name: 'all', model: 'baseline', weight: 1 }], shadow: { model: 'twin', fraction: 1 } })
+        .expect(200);
+      const fixtures = fixtureImages().slice(0, 20);
+      for (const f of fixtures) {
+        const res = await api.post('/v1/classify').attach('image', fixtureBytes(f.file), f.file).expect(200);
+        assert.equal(res.body.model, 'baseline', 'the shadow never answers');
+      }
+      let shadow: { served: string; shadow: string; compared: number; agreement: number }[] = [];
+      for (let i = 0; i < 100; i++) {
+        shadow = (await api.get('/v1/ab').expect(200)).body.shadow['1h'];
+        if (shadow[0]?.compared === fixtures.length) break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      assert.deepEqual(shadow, [{ served: 'baseline', shadow: 'twin', compared: fixtures.length, agreement: 1 }]);
+      const text = (await request(`http://127.0.0.1:${service.metricsPort}`).get('/metrics').expect(200)).text;
+      assert.ok(text.includes(`classifier_shadow_predictions_total{model="twin",outcome="agree"} ${fixtures.length}`), text.split('\n').filter((l) => l.includes('shadow')).join('\n'));
+      assert.ok(text.includes('classifier_shadow_agreement_ratio{model="twin",window="1h"} 1'));
+    } finally {
+      await service.stop();
+    }
   });
 });
