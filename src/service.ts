@@ -74,6 +74,11 @@ export async function createService(config: Config, log: AppLogger): Promise<Ser
     report: () => dataplaneRef!.monitoringReport(),
     models: () => repository.status().models,
     weights: () => (routing.status().config?.arms ?? []).map((a) => ({ arm: a.name, model: a.model, weight: a.weight })),
+    references: () =>
+      repository.names().map((name) => {
+        const m = repository.latest(name)!.manifest;
+        return { model: name, quantiles: m.reference.confidence.quantiles, labels: m.labels, classFrequencies: m.reference.predictedClass.frequencies };
+      }),
   });
   const dataplane = new DataPlane({
     repository,

@@ -20,6 +20,20 @@ export interface MetricsSources {
   };
   models(): { name: string; version: string; format: string; backend: string; parameters: number }[];
   weights(): { arm: string; model: string; weight: number }[];
+  /** Each loaded model's reference distributions (from its manifest). */
+  references(): { model: string; quantiles: readonly number[]; labels: readonly string[]; classFrequencies: readonly number[] }[];
+}
+
+/** The reference CDF at x, from its quantile grid (quantile k of m is at probability k/(m-1)), interpolated. */
+export function referenceCdf(quantiles: readonly number[], x: number): number {
+  const m = quantiles.length;
+  if (x < quantiles[0]) return 0;
+  if (x >= quantiles[m - 1]) return 1;
+  let k = 0;
+  while (k < m - 2 && quantiles[k + 1] <= x) k++;
+  const span = quantiles[k + 1] - quantiles[k];
+  const within = span > 0 ? (x - quantiles[k]) / span : 1;
+  return (k + within) / (m - 1);
 }
 
 /** Sub-millisecond to 1 s (and a little beyond). */
@@ -147,6 +161,14 @@ export class ServiceMetrics {
     });
     gauge('classifier_arm_weight_ratio', 'Configured traffic share of each arm.', ['arm', 'model'], (g) => {
       for (const a of sources.weights()) g.set({ arm: a.arm, model: a.model }, a.weight);
+    });
+    // What PromQL needs for fleet-wide drift: the reference CDF at the confidence
+    // histogram's bucket bounds, and the reference class mix, per model.
+    gauge('classifier_reference_confidence_cdf', 'Reference (validation split) share of top-1 confidences at or below le, at the bounds of classifier_confidence.', ['model', 'le'], (g) => {
+      for (const r of sources.references()) for (const le of CONFIDENCE_BUCKETS) g.set({ model: r.model, le: String(le) }, referenceCdf(r.quantiles, le));
+    });
+    gauge('classifier_reference_class_share', 'Reference (validation split) share of each predicted class.', ['model', 'label'], (g) => {
+      for (const r of sources.references()) r.labels.forEach((label, i) => g.set({ model: r.model, label }, r.classFrequencies[i]));
     });
     gauge('classifier_model_info', 'Loaded models (value 1), with runtime and parameter count.', ['model', 'version', 'runtime', 'parameters'], (g) => {
       for (const m of sources.models()) g.set({ model: m.name, version: m.version, runtime: `${m.format} (${m.backend})`, parameters: String(m.parameters) }, 1);

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { binIndex, DriftMonitor, type DriftReference } from '../../src/monitoring/drift';
+import { referenceCdf } from '../../src/monitoring/metrics';
 import { MinuteWindows } from '../../src/monitoring/windows';
 import { BASELINE } from '../helpers';
 
@@ -115,5 +116,16 @@ describe('MinuteWindows and binIndex', () => {
   it('finds the bin (edges[i-1], edges[i]]', () => {
     const edges = [0.2, 0.5, 0.9];
     assert.deepEqual([0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.95].map((x) => binIndex(edges, x)), [0, 0, 1, 1, 2, 2, 3]);
+  });
+});
+
+describe('referenceCdf', () => {
+  it('reads the reference CDF off the quantile grid', () => {
+    const q = [0.2, 0.5, 0.6, 0.9, 1.0]; // quantiles at 0, 0.25, 0.5, 0.75, 1
+    assert.equal(referenceCdf(q, 0.1), 0);
+    assert.equal(referenceCdf(q, 0.5), 0.25);
+    assert.ok(Math.abs(referenceCdf(q, 0.55) - 0.375) < 1e-12);
+    assert.equal(referenceCdf(q, 0.9), 0.75);
+    assert.equal(referenceCdf(q, 1), 1);
   });
 });
