@@ -9,9 +9,10 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 import { describe, it } from 'node:test';
 import { clients } from '../grpc-clients';
-import { argmax, BASELINE, fixtureBytes, fixtureImages, pytorchReference, ROOT } from '../helpers';
+import { argmax, fixtureBytes, fixtureImages, MODELS, pytorchReference, ROOT } from '../helpers';
 
 async function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -81,7 +82,7 @@ async function classifyPng(base: string, bytes: Buffer, name: string) {
   form.append('image', new Blob([bytes], { type: 'image/png' }), name);
   const res = await fetch(`${base}/v1/classify`, { method: 'POST', body: form });
   assert.equal(res.status, 200);
-  return (await res.json()) as { labelIndex: number; confidence: number; model: string };
+  return (await res.json()) as { labelIndex: number; confidence: number; model: string; version: string };
 }
 
 for (const runtime of ['onnx', 'tfjs'] as const) {
@@ -91,14 +92,21 @@ for (const runtime of ['onnx', 'tfjs'] as const) {
       const svc = await startNpm({ RUNTIME: runtime, LOG_LEVEL: 'warn' });
       const readyMs = Date.now() - t0;
       try {
-        const ref = pytorchReference(BASELINE);
+        // Each answer is checked against the PyTorch reference of the model
+        // that gave it (models/routing.json may split traffic between models).
+        const refs = new Map<string, Map<number, number[]>>();
+        const ref = (model: string, version: string) => {
+          const key = `${model}/${version}`;
+          if (!refs.has(key)) refs.set(key, pytorchReference(path.join(MODELS, model, version)));
+          return refs.get(key)!;
+        };
         const fixtures = fixtureImages();
         let agree = 0;
         let correct = 0;
         for (const f of fixtures) {
           const r = await classifyPng(svc.base, fixtureBytes(f.file), f.file);
-          const expected = argmax(ref.get(f.testIndex)!);
-          assert.equal(r.labelIndex, expected, `${f.file}: service ${r.labelIndex}, PyTorch ${expected}`);
+          const expected = argmax(ref(r.model, r.version).get(f.testIndex)!);
+          assert.equal(r.labelIndex, expected, `${f.file}: service (${r.model}) ${r.labelIndex}, PyTorch ${expected}`);
           agree++;
           if (r.labelIndex === f.labelIndex) correct++;
         }
@@ -111,7 +119,7 @@ for (const runtime of ['onnx', 'tfjs'] as const) {
         const c = clients(svc.grpcPort);
         try {
           const stream = c.product.ClassifyStream();
-          const results: { index: number; tag: string; classification: { label_index: number } }[] = [];
+          const results: { index: number; tag: string; classification: { label_index: number; model: string; version: string } }[] = [];
           stream.on('data', (r: (typeof results)[number]) => results.push(r));
           const ended = new Promise<void>((resolve, reject) => {
             stream.on('end', resolve);
@@ -124,7 +132,7 @@ for (const runtime of ['onnx', 'tfjs'] as const) {
           results.forEach((r, i) => {
             assert.equal(Number(r.index), i);
             assert.equal(r.tag, fixtures[i].file);
-            assert.equal(r.classification.label_index, argmax(ref.get(fixtures[i].testIndex)!), r.tag);
+            assert.equal(r.classification.label_index, argmax(ref(r.classification.model, r.classification.version).get(fixtures[i].testIndex)!), r.tag);
           });
         } finally {
           c.close();

@@ -133,7 +133,7 @@ def grow(base: Path, out: Path, sched: ScheduleConfig, layers: list[str], seed: 
     meta = {"train": asdict(cfg), "normalization": base_meta["normalization"], "kind": "dendritic",
             "description": "The baseline CNN with gradient-descent dendrites grown on "
                            + ", ".join(layers) + " (Perforated Backpropagation style)",
-            "base_run": str(base), "base_train_seconds": base_ck["train_seconds"],
+            "base_run": str(base), "base_train_seconds": base_meta.get("wall_seconds", base_ck["train_seconds"]),
             "dendrites": {"layers": list(layers), "init_std": 0.01}, "schedule": asdict(sched)}
     ds = fdata.load(cfg.data_dir, cfg.val_per_class, cfg.split_seed)
     if cfg.train_limit:

@@ -177,6 +177,9 @@ def train(cfg: TrainConfig, out: Path, log=print) -> dict:
         trainer.restore(torch.load(out / "last.pt"))
         log(f"resumed {out} at epoch {trainer.epoch}")
     result = trainer.run()
+    meta = json.loads((out / "config.json").read_text())
+    meta["wall_seconds"] = result["train_seconds"]
+    (out / "config.json").write_text(json.dumps(meta, indent=1))
     write_final(out)
     return result
 
