@@ -200,9 +200,10 @@ describe('draining', () => {
   it('turns readiness false and finishes in-flight requests', async () => {
     const service = await startService();
     const api = request(`http://127.0.0.1:${service.port}`);
+    const arrived = new Promise((resolve) => service.httpServer.once('request', resolve));
     const inflight = api.post('/v1/classify').attach('image', await catalogPhoto('jpeg', 1600, 2000), 'big.jpg');
     const pending = inflight.then((r) => r);
-    await new Promise((r) => setTimeout(r, 5));
+    await arrived; // the request is in flight (headers received), not merely connecting
     const stopped = service.stop();
     assert.equal(service.dataplane.readiness().ready, false);
     const res = await pending;
