@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Install what the tests and the training code need on a fresh machine
-# (Debian, root, Node.js 20+): Debian packages for PyTorch and the official
-# Fashion-MNIST split, then the npm dependencies, then the TypeScript build.
+# (Debian, root, Node.js 20+): Debian packages for PyTorch, the official
+# Fashion-MNIST split and Prometheus (server and promtool, for the monitoring
+# tests), then the npm dependencies, then the TypeScript build.
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(python3-torch python3-onnx python3-numpy python3-pytest python3-matplotlib dataset-fashion-mnist)
+APT_PACKAGES=(python3-torch python3-onnx python3-numpy python3-pytest python3-matplotlib dataset-fashion-mnist prometheus)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -56,7 +56,14 @@ export class ServiceMetrics {
 
   constructor(sources: MetricsSources, opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
-    if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'classifier_process_' });
+    if (opts.defaultMetrics !== false) {
+      collectDefaultMetrics({ register: this.registry, prefix: 'classifier_process_' });
+      // Gauges named like counters (promtool check metrics rejects them); the
+      // same figures remain, by type, in nodejs_active_{handles,requests,resources}.
+      for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
+        this.registry.removeSingleMetric(`classifier_process_${name}`);
+      }
+    }
     this.requests = new Counter({ name: 'classifier_requests_total', help: 'Requests answered, by transport, model, arm and result code (OK or the error code).', labelNames: ['transport', 'model', 'arm', 'code'], registers });
     this.requestDuration = new Histogram({ name: 'classifier_request_duration_seconds', help: 'Time from request to answer, by transport and code.', labelNames: ['transport', 'code'], buckets: DURATION_BUCKETS, registers });
     this.inferenceDuration = new Histogram({ name: 'classifier_inference_duration_seconds', help: 'Model call time per batch.', labelNames: ['model', 'version'], buckets: DURATION_BUCKETS, registers });
@@ -163,9 +170,11 @@ export class ServiceMetrics {
       for (const a of sources.weights()) g.set({ arm: a.arm, model: a.model }, a.weight);
     });
     // What PromQL needs for fleet-wide drift: the reference CDF at the confidence
-    // histogram's bucket bounds, and the reference class mix, per model.
-    gauge('classifier_reference_confidence_cdf', 'Reference (validation split) share of top-1 confidences at or below le, at the bounds of classifier_confidence.', ['model', 'le'], (g) => {
-      for (const r of sources.references()) for (const le of CONFIDENCE_BUCKETS) g.set({ model: r.model, le: String(le) }, referenceCdf(r.quantiles, le));
+    // histogram's bucket bounds, and the reference class mix, per model. The
+    // bound is labelled `bound`, not `le` (only histograms may carry `le`);
+    // rules join it to the buckets with label_replace(..., "le", "$1", "bound", "(.*)").
+    gauge('classifier_reference_confidence_cdf', 'Reference (validation split) share of top-1 confidences at or below bound, at the bucket bounds (le) of classifier_confidence.', ['model', 'bound'], (g) => {
+      for (const r of sources.references()) for (const le of CONFIDENCE_BUCKETS) g.set({ model: r.model, bound: String(le) }, referenceCdf(r.quantiles, le));
     });
     gauge('classifier_reference_class_share', 'Reference (validation split) share of each predicted class.', ['model', 'label'], (g) => {
       for (const r of sources.references()) r.labels.forEach((label, i) => g.set({ model: r.model, label }, r.classFrequencies[i]));

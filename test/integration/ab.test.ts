@@ -119,8 +119,8 @@ describe('A/B evidence from live traffic', () => {
     assert.equal(value('classifier_model_info', { model: 'baseline', version: '1' }), 1);
     assert.equal(sumOver('classifier_confidence_count', { model: 'baseline' }), fixtures.length + 1);
     assert.ok(text.includes('classifier_request_duration_seconds_bucket{le="0.0005"'));
-    assert.equal(value('classifier_reference_confidence_cdf', { model: 'baseline', le: '1' }), 1);
-    const median = value('classifier_reference_confidence_cdf', { model: 'baseline', le: '0.995' });
+    assert.equal(value('classifier_reference_confidence_cdf', { model: 'baseline', bound: '1' }), 1);
+    const median = value('classifier_reference_confidence_cdf', { model: 'baseline', bound: '0.995' });
     assert.ok(median > 0.4 && median < 0.6, `reference CDF at 0.995: ${median}`);
     assert.ok(value('classifier_reference_class_share', { model: 'baseline', label: 'Bag' }) > 0.09);
 
