@@ -10,22 +10,13 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { call, clients } from '../grpc-clients';
 import { fixtureBytes, fixtureImages, ROOT } from '../helpers';
 import { replayDockerfile, type Stage } from '../support/dockerfile';
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from '../support/processes';
 
 /** This machine's environment minus what npm exports to scripts, which a Docker build would not have. */
 function hostEnv(): Record<string, string | undefined> {

@@ -8,20 +8,11 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { clients } from '../grpc-clients';
 import { argmax, fixtureBytes, fixtureImages, MODELS, pytorchReference, ROOT } from '../helpers';
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from '../support/processes';
 
 /**
  * The service's own process under `npm start` (npm may start it through a
