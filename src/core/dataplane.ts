@@ -128,7 +128,7 @@ export class DataPlane {
    */
   recordRequest(transport: string, seconds: number, code: string, model = '', arm = ''): void {
     this.deps.metrics.requests.inc({ transport, model, arm, code });
-    this.deps.metrics.requestDuration.observe({ transport, code }, seconds);
+    this.deps.metrics.requestDuration.observe({ transport, arm, code }, seconds);
   }
 
   /** Ready and holding this model (and version, when given). */

@@ -45,7 +45,7 @@ const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
 export class ServiceMetrics {
   readonly registry = new Registry();
   readonly requests: Counter<'transport' | 'model' | 'arm' | 'code'>;
-  readonly requestDuration: Histogram<'transport' | 'code'>;
+  readonly requestDuration: Histogram<'transport' | 'arm' | 'code'>;
   readonly inferenceDuration: Histogram<'model' | 'version'>;
   readonly batchSize: Histogram<'model' | 'version'>;
   readonly confidence: Histogram<'model' | 'arm'>;
@@ -65,7 +65,7 @@ export class ServiceMetrics {
       }
     }
     this.requests = new Counter({ name: 'classifier_requests_total', help: 'Requests answered, by transport, model, arm and result code (OK or the error code).', labelNames: ['transport', 'model', 'arm', 'code'], registers });
-    this.requestDuration = new Histogram({ name: 'classifier_request_duration_seconds', help: 'Time from request to answer, by transport and code.', labelNames: ['transport', 'code'], buckets: DURATION_BUCKETS, registers });
+    this.requestDuration = new Histogram({ name: 'classifier_request_duration_seconds', help: 'Time from request to answer, by transport, A/B arm and code.', labelNames: ['transport', 'arm', 'code'], buckets: DURATION_BUCKETS, registers });
     this.inferenceDuration = new Histogram({ name: 'classifier_inference_duration_seconds', help: 'Model call time per batch.', labelNames: ['model', 'version'], buckets: DURATION_BUCKETS, registers });
     this.batchSize = new Histogram({ name: 'classifier_batch_size', help: 'Images per model call.', labelNames: ['model', 'version'], buckets: BATCH_BUCKETS, registers });
     this.confidence = new Histogram({ name: 'classifier_confidence', help: 'Calibrated top-1 confidence of each prediction.', labelNames: ['model', 'arm'], buckets: CONFIDENCE_BUCKETS, registers });
