@@ -1,0 +1,90 @@
+/**
+ * The monitoring assets: rules and config pass promtool (check and the rule
+ * unit tests), the dashboard is what its generator makes, has the model and
+ * arm variables, explains every panel, and asks only for metrics the service
+ * exports or the rules record. That each expression returns data is checked
+ * against a real Prometheus in test/e2e/prometheus.test.ts.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { ROOT } from '../helpers';
+import { allPanels, loadDashboard, loadRules, promqlInventory } from '../support/promql-inventory';
+
+const PROM_DIR = path.join(ROOT, 'monitoring/prometheus');
+
+function promtool(args: string[]): void {
+  const r = spawnSync('promtool', args, { cwd: PROM_DIR, encoding: 'utf8' });
+  if (r.error) throw new Error(`promtool not found (${r.error.message}): bash scripts/setup.sh installs Debian's prometheus package`);
+  assert.equal(r.status, 0, `promtool ${args.join(' ')}:\n${r.stdout}${r.stderr}`);
+}
+
+/** Metric families the service defines (src/monitoring/metrics.ts). */
+function serviceMetricNames(): Set<string> {
+  const src = readFileSync(path.join(ROOT, 'src/monitoring/metrics.ts'), 'utf8');
+  return new Set([...src.matchAll(/['"](classifier_[a-z0-9_]+)['"]/g)].map((m) => m[1]));
+}
+
+describe('Prometheus rules and config', () => {
+  it('pass promtool check rules and check config', () => {
+    promtool(['check', 'rules', 'rules.yml']);
+    promtool(['check', 'config', 'prometheus.yml']);
+  });
+
+  it('pass their promtool unit tests (each alert firing and quiet)', () => {
+    promtool(['test', 'rules', 'rules.test.yml']);
+    const tests = readFileSync(path.join(PROM_DIR, 'rules.test.yml'), 'utf8');
+    for (const g of loadRules().groups) {
+      for (const r of g.rules) if (r.alert) assert.match(tests, new RegExp(`alertname: ${r.alert}\\b`), `${r.alert} has a unit test`);
+    }
+  });
+});
+
+describe('Grafana dashboard', () => {
+  const dashboard = loadDashboard();
+  const panels = allPanels(dashboard).filter((p) => p.type !== 'row');
+
+  it('is what scripts/grafana-dashboard.mjs makes', () => {
+    const r = spawnSync(process.execPath, ['scripts/grafana-dashboard.mjs', '--check'], { cwd: ROOT, encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+  });
+
+  it('has model and arm variables and a Prometheus datasource input', () => {
+    const names = dashboard.templating.list.map((v) => v.name);
+    for (const v of ['datasource', 'model', 'arm']) assert.ok(names.includes(v), `variable ${v}`);
+    const raw = JSON.parse(readFileSync(path.join(ROOT, 'monitoring/grafana/product-classifier.json'), 'utf8'));
+    assert.equal(raw.__inputs[0].pluginId, 'prometheus');
+    assert.ok(new Set(panels.map((p: any) => p.id)).size === panels.length, 'panel ids are unique');
+    for (const p of panels as any[]) assert.ok(p.gridPos.x + p.gridPos.w <= 24, `${p.title} fits the grid`);
+  });
+
+  it('explains every panel and gives each a query', () => {
+    assert.ok(panels.length >= 20);
+    for (const p of panels as any[]) {
+      assert.ok(p.description && p.description.length > 40, `${p.title} has a description`);
+      assert.ok(p.targets?.length > 0 && p.targets.every((t: { expr: string }) => t.expr.trim()), `${p.title} has queries`);
+    }
+    const titles = panels.map((p) => p.title.toLowerCase()).join('\n');
+    for (const topic of ['latency', 'error', 'split', 'sample-ratio', 'wilson', 'always-valid', 'needed', 'confidence distribution', 'estimated vs observed', 'psi', 'class mix', 'coverage']) {
+      assert.ok(titles.includes(topic), `a panel on ${topic}`);
+    }
+  });
+
+  it('uses only metrics the service exports or the rules record', () => {
+    const defined = serviceMetricNames();
+    const recorded = new Set(loadRules().groups.flatMap((g) => g.rules.map((r) => r.record).filter(Boolean)));
+    const unknown: string[] = [];
+    for (const e of promqlInventory()) {
+      for (const [name] of e.expr.matchAll(/\b[a-z_]+:[a-z0-9_:]+\b|\bclassifier_[a-z0-9_]+\b/g)) {
+        if (name.includes(':')) {
+          if (!recorded.has(name)) unknown.push(`${e.source}: ${name}`);
+        } else if (!name.startsWith('classifier_process_') && !defined.has(name.replace(/_(bucket|sum|count)$/, ''))) {
+          unknown.push(`${e.source}: ${name}`);
+        }
+      }
+    }
+    assert.deepEqual(unknown, []);
+  });
+});
