@@ -34,6 +34,7 @@ describe('replay options', () => {
     );
     assert.deepEqual(o.drift, { catalog: true, rotateDegrees: -20, blurSigma: 1.5, noiseStd: 30, brightness: 0.6, mix: { Bag: 5, Sandal: 2 } });
     assert.equal(parseOptions(['--drift', 'noise:10', '--drift-from', '250']).driftFromRequest, 250);
+    assert.equal(parseOptions(['--offset', '9000']).offset, 9000);
   });
 
   it('names the flag that is wrong', () => {

@@ -23,6 +23,8 @@ export interface ReplayOptions {
   target: string;
   /** A folder of images (labels from sub-folder names or labels.json); unset: the official test set. */
   images?: string;
+  /** Index of the first image sent (the source is walked in order from there, wrapping around). */
+  offset: number;
   /** Requests per second; 0 sends as fast as the concurrency allows. */
   rate: number;
   count: number;
@@ -52,6 +54,7 @@ service, sends the true labels back as feedback, and can inject drift.
   --url URL              HTTP service (default http://127.0.0.1:8080)
   --grpc HOST:PORT       use the gRPC ProductClassifier API instead of HTTP
   --images DIR           images from DIR (class from sub-folder name or DIR/labels.json)
+  --offset N             start at image N of the source (default 0; wraps around)
   --rate N               requests per second (default 50; 0 = as fast as possible)
   --count N              requests to send (default 10000)
   --duration S           stop after S seconds (default: no limit)
@@ -120,6 +123,7 @@ export function parseOptions(argv: readonly string[]): ReplayOptions {
   const o: ReplayOptions = {
     transport: 'http',
     target: 'http://127.0.0.1:8080',
+    offset: 0,
     rate: 50,
     count: 10_000,
     durationSeconds: 0,
@@ -156,6 +160,9 @@ export function parseOptions(argv: readonly string[]): ReplayOptions {
       }
       case '--images':
         o.images = value();
+        break;
+      case '--offset':
+        o.offset = num(flag, value(), 0, 1e9, true);
         break;
       case '--rate':
         o.rate = num(flag, value(), 0, 1e6);

@@ -188,7 +188,7 @@ export async function replay(opts: ReplayOptions, deps: ReplayDeps): Promise<Rep
         driftedCount++;
       }
       // Draw everything random here, in request order, so a seed replays the same traffic.
-      const sample = drifting ? drifted.sample(driftedCount - 1) : clean.sample(i - driftedCount);
+      const sample = drifting ? drifted.sample(opts.offset + driftedCount - 1) : clean.sample(opts.offset + i - driftedCount);
       const key = `customer-${Math.floor(random() * opts.keys)}`;
       const withFeedback = random() < opts.feedbackShare;
       sent++;
