@@ -20,6 +20,11 @@ export interface Config {
   readonly maxBatchImages: number;
   readonly maxJsonBytes: number;
   readonly drainTimeoutMs: number;
+  /** Micro-batching per model: images per runtime call, queue wait, queue bound, calls at once. */
+  readonly batchMaxImages: number;
+  readonly batchMaxDelayMs: number;
+  readonly queueMaxImages: number;
+  readonly batchConcurrency: number;
   readonly adminToken?: string;
   /**
    * HMAC secret for prediction-id receipts. Replicas that share it accept
@@ -77,6 +82,10 @@ export function loadConfig(env: Env = process.env): Config {
     maxBatchImages: int(env, 'MAX_BATCH_IMAGES', 256, 1, 100_000),
     maxJsonBytes: int(env, 'MAX_JSON_BYTES', 32 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
     drainTimeoutMs: int(env, 'DRAIN_TIMEOUT_MS', 10_000, 0, 600_000),
+    batchMaxImages: int(env, 'BATCH_MAX_IMAGES', 64, 1, 4096),
+    batchMaxDelayMs: int(env, 'BATCH_MAX_DELAY_MS', 0, 0, 1000),
+    queueMaxImages: int(env, 'QUEUE_MAX_IMAGES', 1024, 1, 1_000_000),
+    batchConcurrency: int(env, 'BATCH_CONCURRENCY', 1, 1, 64),
     adminToken,
     receiptSecret,
     feedbackMaxAgeHours: int(env, 'FEEDBACK_MAX_AGE_HOURS', 168, 1, 24 * 366),

@@ -85,6 +85,7 @@ export async function createService(config: Config, log: AppLogger): Promise<Ser
     preprocessor: new Preprocessor({ maxImageBytes: config.maxImageBytes, maxImagePixels: config.maxImagePixels }),
     selector: routing,
     limits: { maxBatchImages: config.maxBatchImages },
+    batching: { maxBatchImages: config.batchMaxImages, maxQueueDelayMs: config.batchMaxDelayMs, maxQueueImages: config.queueMaxImages, maxConcurrentCalls: config.batchConcurrency },
     receipts,
     seenFeedback: new SeenIds(config.feedbackDedupCapacity),
     monitor: new Monitor(),

@@ -12,6 +12,7 @@ import type { ReceiptSigner, SeenIds } from '../monitoring/receipts';
 import type { Preprocessor } from '../preprocess/preprocessor';
 import type { ModelSelector, Selection } from '../routing/selector';
 import { invalid, ServiceError } from './errors';
+import { type BatcherOptions, DynamicBatcher } from '../models/batcher';
 import type { BatchItem, Classification, ClassifyOptions, ClassPrediction, FeedbackRequest, FeedbackResult, ImageInput } from './types';
 
 export interface ModelInfo {
@@ -34,6 +35,8 @@ export interface DataPlaneDeps {
   preprocessor: Preprocessor;
   selector: ModelSelector;
   limits: DataPlaneLimits;
+  /** Micro-batching of each model's runtime calls. */
+  batching: BatcherOptions;
   /** Signs prediction ids and verifies them when feedback comes back. */
   receipts: ReceiptSigner;
   /** Prediction ids whose feedback this replica has counted. */
@@ -58,6 +61,8 @@ const VERSION_RE = /^[1-9][0-9]{0,8}$/;
 export class DataPlane {
   private draining = false;
   private shadowInFlight = 0;
+  /** One batcher per loaded model version; a retired version's goes with it. */
+  private readonly batchers = new WeakMap<LoadedModel, DynamicBatcher>();
 
   constructor(private readonly deps: DataPlaneDeps) {}
 
@@ -260,6 +265,20 @@ export class DataPlane {
     }
   }
 
+  private batcherFor(model: LoadedModel): DynamicBatcher {
+    let b = this.batchers.get(model);
+    if (!b) {
+      const labels = { model: model.name, version: model.version };
+      b = new DynamicBatcher((input, n) => model.predict(input, n), { inputSize: model.pixelsPerImage, outputSize: model.numClasses }, this.deps.batching, (call) => {
+        // Per runtime call: what batching merged, and what the call cost.
+        this.deps.metrics.inferenceDuration.observe(labels, call.seconds);
+        this.deps.metrics.batchSize.observe(labels, call.images);
+      });
+      this.batchers.set(model, b);
+    }
+    return b;
+  }
+
   private labelsOf(model: string): readonly string[] {
     const loaded = this.deps.repository.latest(model);
     if (!loaded) throw new ServiceError('NOT_FOUND', `model ${model} of this prediction is not loaded here, so its labels are unknown`);
@@ -300,13 +319,9 @@ export class DataPlane {
           if (item.normalized) input.set(item.normalized, j * model.pixelsPerImage);
           else model.normalizeInto(item.pixels!, input, j);
         });
-        probs = await model.predict(input, ok.length);
+        probs = await this.batcherFor(model).submit(input, ok.length);
       }
       const t2 = performance.now();
-      if (ok.length > 0) {
-        this.deps.metrics.inferenceDuration.observe({ model: model.name, version: model.version }, (t2 - t1) / 1000);
-        this.deps.metrics.batchSize.observe({ model: model.name, version: model.version }, ok.length);
-      }
       const timings = { preprocessMs: round(t1 - t0), inferenceMs: round(t2 - t1), totalMs: round(performance.now() - t0) };
       const out: BatchItem[] = prepared.map((p) =>
         p.status === 'rejected' ? { error: ServiceError.from(p.reason).toJSON() } : (undefined as unknown as BatchItem),
