@@ -1,0 +1,103 @@
+/**
+ * Load generators for the benchmark: autocannon for HTTP, a closed-loop
+ * @grpc/grpc-js client for unary gRPC, and a windowed writer for the
+ * ClassifyStream. Each returns throughput and latency percentiles.
+ */
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { performance } from 'node:perf_hooks';
+import { LOADER_OPTIONS, PRODUCT_PROTO } from '../src/transport/grpc/protos';
+
+// autocannon ships no types; its programmatic API is autocannon(options) -> Promise<result>.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const autocannon = require('autocannon') as (opts: Record<string, unknown>) => Promise<any>;
+
+export interface LoadResult {
+  /** Requests per second answered with 2xx. */
+  requestsPerSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+  errors: number;
+}
+
+export async function httpLoad(opts: {
+  url: string;
+  body: Buffer | string;
+  contentType: string;
+  connections: number;
+  seconds: number;
+  /** Requests per second over all connections (open loop); unset: as fast as possible. */
+  overallRate?: number;
+}): Promise<LoadResult> {
+  const r = await autocannon({
+    url: opts.url,
+    method: 'POST',
+    body: opts.body,
+    headers: { 'content-type': opts.contentType, 'x-routing-key': 'bench-customer' },
+    connections: opts.connections,
+    duration: opts.seconds,
+    overallRate: opts.overallRate,
+  });
+  const ok = r['2xx'] as number;
+  return { requestsPerSecond: ok / opts.seconds, p50Ms: r.latency.p50, p99Ms: r.latency.p99, errors: r.non2xx + r.errors + r.timeouts };
+}
+
+function percentile(sorted: number[], q: number): number {
+  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] : NaN;
+}
+
+export function productClient(target: string): grpc.Client & Record<string, any> {
+  const def = protoLoader.loadSync([PRODUCT_PROTO], LOADER_OPTIONS);
+  const pkg = grpc.loadPackageDefinition(def) as any;
+  return new pkg.classifier.v1.ProductClassifier(target, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': 64 << 20 });
+}
+
+/** `concurrency` callers each with one unary Classify in flight, for `seconds`. */
+export async function grpcUnaryLoad(client: any, request: unknown, concurrency: number, seconds: number): Promise<LoadResult> {
+  const latencies: number[] = [];
+  let errors = 0;
+  const end = performance.now() + seconds * 1000;
+  const caller = async () => {
+    while (performance.now() < end) {
+      const t0 = performance.now();
+      await new Promise<void>((resolve) =>
+        client.Classify(request, (err: Error | null) => {
+          if (err) errors++;
+          else latencies.push(performance.now() - t0);
+          resolve();
+        }),
+      );
+    }
+  };
+  const started = performance.now();
+  await Promise.all(Array.from({ length: concurrency }, caller));
+  const elapsed = (performance.now() - started) / 1000;
+  latencies.sort((a, b) => a - b);
+  return { requestsPerSecond: latencies.length / elapsed, p50Ms: percentile(latencies, 0.5), p99Ms: percentile(latencies, 0.99), errors };
+}
+
+/** One ClassifyStream: `total` requests written as flow control allows; images per second. */
+export async function grpcStreamLoad(client: any, request: unknown, total: number): Promise<LoadResult> {
+  const started = performance.now();
+  let received = 0;
+  let errors = 0;
+  await new Promise<void>((resolve, reject) => {
+    const call = client.ClassifyStream();
+    call.on('data', (r: { error?: unknown }) => {
+      if (r.error) errors++;
+      if (++received === total) call.end();
+    });
+    call.on('error', reject);
+    call.on('end', resolve);
+    let sent = 0;
+    const write = () => {
+      while (sent < total) {
+        sent++;
+        if (!call.write(request)) return call.once('drain', write);
+      }
+    };
+    write();
+  });
+  const elapsed = (performance.now() - started) / 1000;
+  return { requestsPerSecond: received / elapsed, p50Ms: NaN, p99Ms: NaN, errors };
+}
