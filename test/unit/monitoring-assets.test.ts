@@ -7,16 +7,18 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import { stringify } from 'yaml';
 import { ROOT } from '../helpers';
-import { allPanels, loadDashboard, loadRules, promqlInventory } from '../support/promql-inventory';
+import { alertValueExpression, allPanels, expandGrafanaVariables, loadDashboard, loadRules, promqlInventory } from '../support/promql-inventory';
 
 const PROM_DIR = path.join(ROOT, 'monitoring/prometheus');
 
-function promtool(args: string[]): void {
-  const r = spawnSync('promtool', args, { cwd: PROM_DIR, encoding: 'utf8' });
+function promtool(args: string[], cwd = PROM_DIR): void {
+  const r = spawnSync('promtool', args, { cwd, encoding: 'utf8' });
   if (r.error) throw new Error(`promtool not found (${r.error.message}): bash scripts/setup.sh installs Debian's prometheus package`);
   assert.equal(r.status, 0, `promtool ${args.join(' ')}:\n${r.stdout}${r.stderr}`);
 }
@@ -86,5 +88,55 @@ describe('Grafana dashboard', () => {
       }
     }
     assert.deepEqual(unknown, []);
+  });
+});
+
+describe('PromQL inventory', () => {
+  const inventory = promqlInventory();
+
+  it('lists every dashboard query, recording rule and alert', () => {
+    const rules = loadRules().groups.flatMap((g) => g.rules);
+    assert.equal(inventory.filter((e) => e.kind === 'record').length, rules.filter((r) => r.record).length);
+    assert.equal(inventory.filter((e) => e.kind === 'alert').length, rules.filter((r) => r.alert).length);
+    const targets = allPanels(loadDashboard()).flatMap((p) => p.targets ?? []);
+    assert.ok(inventory.filter((e) => e.kind === 'dashboard').length >= targets.length);
+    for (const e of inventory) assert.doesNotMatch(e.expr, /\$\{?[A-Za-z_]/, `${e.source}: no Grafana variable left`);
+  });
+
+  it('gives each alert the quantity it compares, except absent()', () => {
+    for (const e of inventory.filter((x) => x.kind === 'alert')) {
+      if (/^absent(_over_time)?\(/.test(e.expr)) assert.equal(e.value, undefined, e.source);
+      else assert.ok(e.value && e.value.length < e.expr.length, `${e.source}: ${e.value}`);
+    }
+  });
+
+  it('strips only the top-level comparison and guards', () => {
+    assert.equal(alertValueExpression('up{job="a"} == 0'), 'up{job="a"}');
+    assert.equal(alertValueExpression('sum by (job) (rate(x_total{code!="OK",l=~"a>b"}[5m])) / sum(y) > 0.01 and on (job) z > 0.1'), 'sum by (job) (rate(x_total{code!="OK",l=~"a>b"}[5m])) / sum(y)');
+    assert.equal(alertValueExpression('(\n  a or b * 0\n) == 0'), '(\n  a or b * 0\n)');
+    assert.equal(alertValueExpression('max by (job, model) (\n  d{window="1h"} == 1\nand\n  s >= 500\n)'), 'max by (job, model) (d{window="1h"})');
+    assert.equal(alertValueExpression('a:b:ratio_rate1h > (14.4 * 0.01) and a:b:ratio_rate5m > (14.4 * 0.01)'), 'a:b:ratio_rate1h');
+    assert.equal(alertValueExpression('min by (arm) (p{signal="srm"}) < 0.001'), 'min by (arm) (p{signal="srm"})');
+    assert.equal(alertValueExpression('absent(up{job="a"})'), undefined);
+    assert.equal(alertValueExpression('sum(rate(brand_total[5m]))'), undefined);
+  });
+
+  it('expands Grafana variables to values Prometheus accepts', () => {
+    assert.equal(
+      expandGrafanaVariables('sum(rate(x{model=~"$model", arm=~"${arm}"}[$__rate_interval])) / sum(increase(y[$__range])) * $__interval_ms'),
+      'sum(rate(x{model=~".*", arm=~".*"}[1m])) / sum(increase(y[1h])) * 60000',
+    );
+  });
+
+  it('is valid PromQL throughout, alert quantities included (promtool parses each as a recording rule)', () => {
+    const exprs = inventory.flatMap((e) => [{ source: e.source, expr: e.expr }, ...(e.value ? [{ source: `${e.source} (value)`, expr: e.value }] : [])]);
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'pc-promql-'));
+    try {
+      const rules = exprs.map((e, i) => ({ record: `inventory:expr_${i}`, expr: e.expr, labels: { source: e.source } }));
+      writeFileSync(path.join(dir, 'inventory.yml'), stringify({ groups: [{ name: 'inventory', rules }] }, { lineWidth: 0 }));
+      promtool(['check', 'rules', 'inventory.yml'], dir);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
