@@ -5,6 +5,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import http from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { LOADER_OPTIONS, PRODUCT_PROTO } from '../src/transport/grpc/protos';
 
@@ -26,8 +27,6 @@ export async function httpLoad(opts: {
   contentType: string;
   connections: number;
   seconds: number;
-  /** Requests per second over all connections (open loop); unset: as fast as possible. */
-  overallRate?: number;
 }): Promise<LoadResult> {
   const r = await autocannon({
     url: opts.url,
@@ -36,10 +35,55 @@ export async function httpLoad(opts: {
     headers: { 'content-type': opts.contentType, 'x-routing-key': 'bench-customer' },
     connections: opts.connections,
     duration: opts.seconds,
-    overallRate: opts.overallRate,
   });
   const ok = r['2xx'] as number;
   return { requestsPerSecond: ok / opts.seconds, p50Ms: r.latency.p50, p99Ms: r.latency.p99, errors: r.non2xx + r.errors + r.timeouts };
+}
+
+/**
+ * Open-loop HTTP load at a steady rate: request i is due at start + i/rate
+ * and its latency counts from that moment (so time spent waiting for a free
+ * connection counts too: no coordinated omission). autocannon's rate limit
+ * sends each second's quota in a burst, which measures the burst, not the rate.
+ */
+export async function httpPacedLoad(opts: { url: string; body: string; contentType: string; rate: number; seconds: number; connections: number }): Promise<LoadResult> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: opts.connections });
+  const url = new URL(opts.url);
+  const total = Math.round(opts.rate * opts.seconds);
+  const latencies: number[] = [];
+  let errors = 0;
+  const started = performance.now();
+  const one = (due: number) =>
+    new Promise<void>((resolve) => {
+      const req = http.request(
+        { agent, host: url.hostname, port: url.port, path: url.pathname, method: 'POST', headers: { 'content-type': opts.contentType, 'content-length': Buffer.byteLength(opts.body), 'x-routing-key': 'bench-customer' } },
+        (res) => {
+          res.resume();
+          res.on('end', () => {
+            if (res.statusCode === 200) latencies.push(performance.now() - due);
+            else errors++;
+            resolve();
+          });
+        },
+      );
+      req.on('error', () => {
+        errors++;
+        resolve();
+      });
+      req.end(opts.body);
+    });
+  const pending: Promise<void>[] = [];
+  for (let i = 0; i < total; i++) {
+    const due = started + (i * 1000) / opts.rate;
+    const wait = due - performance.now();
+    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+    pending.push(one(due));
+  }
+  await Promise.all(pending);
+  agent.destroy();
+  const elapsed = (performance.now() - started) / 1000;
+  latencies.sort((a, b) => a - b);
+  return { requestsPerSecond: latencies.length / elapsed, p50Ms: percentile(latencies, 0.5), p99Ms: percentile(latencies, 0.99), errors };
 }
 
 function percentile(sorted: number[], q: number): number {

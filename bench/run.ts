@@ -26,7 +26,7 @@ import { loadConfig } from '../src/config';
 import { createLogger } from '../src/core/logger';
 import { createService } from '../src/service';
 import { readTestSet } from '../src/tools/fashion-mnist';
-import { grpcStreamLoad, grpcUnaryLoad, httpLoad, type LoadResult, productClient } from './load';
+import { grpcStreamLoad, grpcUnaryLoad, httpLoad, httpPacedLoad, type LoadResult, productClient } from './load';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const CONCURRENCY = [1, 8, 64];
@@ -79,11 +79,11 @@ function rssMb(pid: number): number {
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
-/** 1. onnxruntime-node alone, as the service configures it (one intra-op thread). */
-async function runtimeFloor(dir: string, pixels: Uint8Array, seconds: number): Promise<{ b1: number; b64: number }> {
+/** 1. onnxruntime-node alone, as the service configures it (ORT_THREADS intra-op threads, default 1). */
+async function runtimeFloor(dir: string, pixels: Uint8Array, seconds: number, threads = 1): Promise<{ b1: number; b64: number }> {
   const manifest = JSON.parse(readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
   const { mean, std } = manifest.input.normalization;
-  const session = await ort.InferenceSession.create(path.join(dir, 'model.onnx'), { intraOpNumThreads: 1, interOpNumThreads: 1 });
+  const session = await ort.InferenceSession.create(path.join(dir, 'model.onnx'), { intraOpNumThreads: threads, interOpNumThreads: 1 });
   const name = session.inputNames[0];
   const tensor = (n: number) => {
     const x = new Float32Array(n * 784);
@@ -198,6 +198,8 @@ async function main(): Promise<void> {
     const f = await runtimeFloor(dir, sample, seconds);
     rows.push({ model, path: 'onnxruntime session.run, batch 1', concurrency: 1, imagesPerSecond: 1 / f.b1 });
     rows.push({ model, path: `onnxruntime session.run, batch ${BATCH}`, concurrency: 1, imagesPerSecond: 1 / f.b64 });
+    const f2 = await runtimeFloor(dir, sample, seconds, 2);
+    rows.push({ model, path: `onnxruntime session.run, batch ${BATCH}, 2 threads`, concurrency: 1, imagesPerSecond: 1 / f2.b64 });
     const routing = routingFor(tmp, model);
     log(`== ${model}: DataPlane in process`);
     const ip = await inProcess(model, routing, sample, seconds);
@@ -218,8 +220,9 @@ async function main(): Promise<void> {
     }
     for (const c of CONCURRENCY) rows.push(row(model, 'HTTP /v1/classify, PNG multipart', c, await httpLoad({ url: `${base}/v1/classify`, body: form.body, contentType: form.contentType, connections: c, seconds })));
     for (const c of CONCURRENCY) rows.push(row(model, `HTTP /v1/classify/batch, ${BATCH} pixel images`, c, await httpLoad({ url: `${base}/v1/classify/batch`, body: batchJson, contentType: 'application/json', connections: c, seconds }), BATCH));
-    const half = await httpLoad({ url: `${base}/v1/classify`, body: json, contentType: 'application/json', connections: 64, seconds, overallRate: Math.round(bestJson / 2) });
-    rows.push(row(model, 'HTTP /v1/classify, pixel JSON, at half the best throughput', 64, half));
+    await httpPacedLoad({ url: `${base}/v1/classify`, body: json, contentType: 'application/json', connections: 64, seconds: 2, rate: Math.round(bestJson / 2) }); // warm-up: connections, JIT
+    const half = await httpPacedLoad({ url: `${base}/v1/classify`, body: json, contentType: 'application/json', connections: 64, seconds, rate: Math.round(bestJson / 2) });
+    rows.push(row(model, 'HTTP /v1/classify, pixel JSON, steady at half the best throughput', 64, half));
     const client = productClient(`127.0.0.1:${grpcPort}`);
     const request = { image: { pixels: { values: pixels } }, routing_key: 'bench-customer' };
     await grpcUnaryLoad(client, request, 1, 0.2); // connect and warm up
@@ -227,6 +230,17 @@ async function main(): Promise<void> {
     rows.push(row(model, 'gRPC ClassifyStream', 'stream', await grpcStreamLoad(client, request, 20_000)));
     client.close();
     await stopChild(svc);
+
+    // The bulk paths with both cores given to onnxruntime (ORT_THREADS=2, as the Kubernetes manifests set it).
+    const [httpPort2, grpcPort2] = [await freePort(), await freePort()];
+    const svc2 = startChild(process.execPath, ['dist/src/main.js'], { HTTP_PORT: String(httpPort2), GRPC_PORT: String(grpcPort2), METRICS_PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'warn', ROUTING_FILE: routing, ORT_THREADS: '2' });
+    await waitFor(`http://127.0.0.1:${httpPort2}/readyz`, svc2);
+    for (const c of [1, 8]) rows.push(row(model, `HTTP /v1/classify/batch, ${BATCH} pixel images, ORT_THREADS=2`, c, await httpLoad({ url: `http://127.0.0.1:${httpPort2}/v1/classify/batch`, body: batchJson, contentType: 'application/json', connections: c, seconds }), BATCH));
+    const client2 = productClient(`127.0.0.1:${grpcPort2}`);
+    await grpcUnaryLoad(client2, request, 1, 0.2);
+    rows.push(row(model, 'gRPC ClassifyStream, ORT_THREADS=2', 'stream', await grpcStreamLoad(client2, request, 20_000)));
+    client2.close();
+    await stopChild(svc2);
 
     log(`== ${model}: node:http + onnxruntime floor server`);
     const floorPort = await freePort();
@@ -264,8 +278,9 @@ async function main(): Promise<void> {
     const jsonC64 = find(model, 'HTTP /v1/classify, pixel JSON', 64);
     const floorC64 = find(model, 'floor: node:http + onnxruntime, pixel JSON', 64);
     const grpcC64 = find(model, 'gRPC Classify', 64);
-    const batch = Math.max(...CONCURRENCY.map((c) => find(model, `HTTP /v1/classify/batch, ${BATCH} pixel images`, c)));
-    const stream = find(model, 'gRPC ClassifyStream', 'stream');
+    const batch = Math.max(...rows.filter((r) => r.model === model && r.path.startsWith('HTTP /v1/classify/batch')).map((r) => r.imagesPerSecond));
+    const stream = Math.max(...rows.filter((r) => r.model === model && r.path.startsWith('gRPC ClassifyStream')).map((r) => r.imagesPerSecond));
+    const rawBest = Math.max(1 / fl.b64, rows.find((r) => r.model === model && r.path.includes('batch 64, 2 threads'))?.imagesPerSecond ?? 0);
     const pyC64 = find(model, 'gunicorn (2 workers) + Flask + PyTorch, pixel JSON', 64);
     const halfRow = rows.find((r) => r.model === model && r.path.includes('half the best'))!;
     targets.push(
@@ -273,7 +288,7 @@ async function main(): Promise<void> {
       { target: `${model}: in-process c=64 below raw batch-1 cost`, measured: `${(fl.inproc64 / fl.b1).toFixed(2)}x (${(fl.inproc64 * 1e6).toFixed(0)} us/image)`, met: fl.inproc64 < fl.b1 },
       { target: `${model}: HTTP pixel JSON c=64 >= 0.8x node:http floor`, measured: `${(jsonC64 / floorC64).toFixed(2)}x (${jsonC64.toFixed(0)} vs ${floorC64.toFixed(0)} req/s)`, met: jsonC64 / floorC64 >= 0.8 },
       { target: `${model}: gRPC unary c=64 >= HTTP pixel JSON c=64`, measured: `${(grpcC64 / jsonC64).toFixed(2)}x (${grpcC64.toFixed(0)} req/s)`, met: grpcC64 >= jsonC64 },
-      { target: `${model}: batch and stream >= 10,000 images/s`, measured: `batch ${batch.toFixed(0)}, stream ${stream.toFixed(0)} images/s`, met: batch >= 10_000 && stream >= 10_000 },
+      { target: `${model}: batch and stream >= 10,000 images/s`, measured: `batch ${batch.toFixed(0)}, stream ${stream.toFixed(0)} images/s (raw onnxruntime at batch 64 on both cores: ${rawBest.toFixed(0)})`, met: batch >= 10_000 && stream >= 10_000 },
       { target: `${model}: >= 5x the Python stack (c=64)`, measured: Number.isFinite(pyC64) ? `${(jsonC64 / pyC64).toFixed(1)}x (${pyC64.toFixed(0)} req/s)` : 'Python stack not installed', met: jsonC64 / pyC64 >= 5 },
       { target: `${model}: p99 < 10 ms at half the best throughput`, measured: `${halfRow.p99Ms?.toFixed(1)} ms at ${halfRow.imagesPerSecond.toFixed(0)} req/s`, met: (halfRow.p99Ms ?? Infinity) < 10 },
     );

@@ -38,7 +38,25 @@ interface Wire {
 
 const MAX_ID_LENGTH = 1024;
 
+/** Random bytes for nonces, drawn from the CSPRNG 4 KiB at a time (one call per request costs more than the rest of signing). */
+class NoncePool {
+  private pool = Buffer.alloc(0);
+  private offset = 0;
+
+  take(n: number): Buffer {
+    if (this.offset + n > this.pool.length) {
+      this.pool = randomBytes(4096);
+      this.offset = 0;
+    }
+    const out = this.pool.subarray(this.offset, this.offset + n);
+    this.offset += n;
+    return out;
+  }
+}
+
 export class ReceiptSigner {
+  private readonly nonces = new NoncePool();
+
   constructor(
     private readonly secret: Buffer,
     private readonly maxAgeMs: number,
@@ -55,7 +73,7 @@ export class ReceiptSigner {
       c: r.labelIndex,
       p: Math.round(r.confidence * 1e6) / 1e6,
       t: this.now(),
-      n: randomBytes(6).toString('base64url'),
+      n: this.nonces.take(6).toString('base64url'),
       ...(r.experiment !== undefined ? { e: r.experiment } : {}),
     };
     const payload = Buffer.from(JSON.stringify(wire)).toString('base64url');
