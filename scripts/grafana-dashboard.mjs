@@ -295,6 +295,25 @@ panel({
 });
 endRow();
 
+/** A multi-value variable over a label's values, "All" matching everything. */
+function labelVariable(name, label, series) {
+  const query = `label_values(${series}, ${name})`;
+  return {
+    name,
+    label,
+    type: 'query',
+    datasource: DS,
+    query: { query, refId: name },
+    definition: query,
+    multi: true,
+    includeAll: true,
+    allValue: '.*',
+    current: { selected: true, text: ['All'], value: ['$__all'] },
+    refresh: 2,
+    sort: 1,
+  };
+}
+
 const dashboard = {
   __inputs: [{ name: 'DS_PROMETHEUS', label: 'Prometheus', description: 'The Prometheus that scrapes product-classifier', type: 'datasource', pluginId: 'prometheus', pluginName: 'Prometheus' }],
   __requires: [
@@ -315,34 +334,8 @@ const dashboard = {
   templating: {
     list: [
       { name: 'datasource', label: 'Prometheus', type: 'datasource', query: 'prometheus', current: {}, hide: 0 },
-      {
-        name: 'model',
-        label: 'Model',
-        type: 'query',
-        datasource: DS,
-        query: { query: 'label_values(classifier_model_info, model)', refId: 'model' },
-        definition: 'label_values(classifier_model_info, model)',
-        multi: true,
-        includeAll: true,
-        allValue: '.*',
-        current: { selected: true, text: ['All'], value: ['$__all'] },
-        refresh: 2,
-        sort: 1,
-      },
-      {
-        name: 'arm',
-        label: 'Arm',
-        type: 'query',
-        datasource: DS,
-        query: { query: 'label_values(classifier_arm_weight_ratio, arm)', refId: 'arm' },
-        definition: 'label_values(classifier_arm_weight_ratio, arm)',
-        multi: true,
-        includeAll: true,
-        allValue: '.*',
-        current: { selected: true, text: ['All'], value: ['$__all'] },
-        refresh: 2,
-        sort: 1,
-      },
+      labelVariable('model', 'Model', 'classifier_model_info'),
+      labelVariable('arm', 'Arm', 'classifier_arm_weight_ratio'),
     ],
   },
   annotations: {
