@@ -28,8 +28,9 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info({ signal, drainTimeoutMs: config.drainTimeoutMs }, 'draining');
-    const { drained } = await service.stop();
-    log.info({ drained }, 'stopped');
+    const outcome = await service.stop();
+    // drained: every request admitted before the signal was answered in time.
+    log.info(outcome, 'stopped');
     log.flush();
     // Give the async log destination a moment to write its last lines.
     setTimeout(() => process.exit(0), 50).unref();

@@ -10,6 +10,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { Config } from './config';
+import type { DrainStats } from './core/admission';
 import { DataPlane } from './core/dataplane';
 import type { AppLogger } from './core/logger';
 import { ModelRepository, type ReloadReport } from './models/repository';
@@ -36,8 +37,11 @@ export interface Service {
   /** Load models and start listening; resolves when ready to serve. */
   start(): Promise<{ httpPort: number; grpcPort: number; metricsPort: number }>;
   reload(): Promise<ReloadReport>;
-  /** Drain: readiness false, stop accepting connections, finish in-flight work (bounded), release models. */
-  stop(): Promise<{ drained: boolean }>;
+  /**
+   * Drain: readiness false, refuse new requests, finish every admitted one
+   * (bounded by DRAIN_TIMEOUT_MS), close the listeners, release models.
+   */
+  stop(): Promise<{ drained: boolean } & DrainStats & { stillInFlight: number }>;
 }
 
 async function runtimeFactory(config: Config): Promise<RuntimeFactory> {
@@ -175,25 +179,36 @@ export async function createService(config: Config, log: AppLogger): Promise<Ser
     },
     reload,
     async stop() {
+      // 1. Readiness false, health NOT_SERVING, new requests refused with
+      //    UNAVAILABLE + Retry-After (on connections still open, and on new
+      //    ones while the load balancer catches up); admitted ones go on.
+      const deadline = Date.now() + config.drainTimeoutMs;
+      const remaining = () => Math.max(0, deadline - Date.now());
       dataplane.startDraining();
       routing.stop();
-      const grpcDrained = grpc.stop(config.drainTimeoutMs);
+      grpc.syncHealth();
+      // 2. Wait for every admitted request to be answered (bounded).
+      const idle = await dataplane.whenIdle(remaining());
+      // 3. Stop listening and close the connections: HTTP responses sent
+      //    while draining carried `Connection: close`, so none is idle with
+      //    a request of ours half done.
+      const grpcDrained = grpc.stop(remaining());
       const closed = new Promise<void>((resolve) => httpServer.close(() => resolve()));
       httpServer.closeIdleConnections();
       let timer: NodeJS.Timeout | undefined;
-      const drained = await Promise.race([
+      const httpClosed = await Promise.race([
         closed.then(() => true),
         new Promise<boolean>((resolve) => {
-          timer = setTimeout(() => resolve(false), config.drainTimeoutMs);
+          timer = setTimeout(() => resolve(false), remaining());
         }),
       ]);
       clearTimeout(timer);
-      if (!drained) httpServer.closeAllConnections();
+      if (!httpClosed) httpServer.closeAllConnections();
       const grpcOk = await grpcDrained;
       await new Promise<void>((resolve) => metricsServer.close(() => resolve()));
       metricsServer.closeAllConnections();
       await repository.close();
-      return { drained: drained && grpcOk };
+      return { drained: idle && httpClosed && grpcOk, ...dataplane.drainStats() };
     },
   };
 }

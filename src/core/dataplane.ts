@@ -11,6 +11,7 @@ import { type ExperimentArms, type Monitor, WINDOWS, type WindowName } from '../
 import type { ReceiptSigner, SeenIds } from '../monitoring/receipts';
 import type { Preprocessor } from '../preprocess/preprocessor';
 import type { ModelSelector, Selection } from '../routing/selector';
+import { Admission, type DrainStats } from './admission';
 import { invalid, ServiceError } from './errors';
 import { type BatcherOptions, DynamicBatcher } from '../models/batcher';
 import type { BatchItem, Classification, ClassifyOptions, ClassPrediction, FeedbackRequest, FeedbackResult, ImageInput } from './types';
@@ -59,7 +60,8 @@ const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
 const VERSION_RE = /^[1-9][0-9]{0,8}$/;
 
 export class DataPlane {
-  private draining = false;
+  /** Requests taken on by the transports; closed when draining. */
+  private readonly admission = new Admission();
   private shadowInFlight = 0;
   /** One batcher per loaded model version; a retired version's goes with it. */
   private readonly batchers = new WeakMap<LoadedModel, DynamicBatcher>();
@@ -68,21 +70,40 @@ export class DataPlane {
 
   /** Live: the process answers. Ready: models are loaded and we are not draining. */
   isReady(): boolean {
-    return !this.draining && !this.deps.repository.isEmpty();
+    return !this.admission.isDraining && !this.deps.repository.isEmpty();
   }
 
   readiness(): { ready: boolean; reason?: string } {
-    if (this.draining) return { ready: false, reason: 'draining: the service is shutting down' };
+    if (this.admission.isDraining) return { ready: false, reason: 'draining: the service is shutting down' };
     if (this.deps.repository.isEmpty()) return { ready: false, reason: 'no model is loaded' };
     return { ready: true };
   }
 
+  /**
+   * A transport starting work on a request takes it on here and calls the
+   * returned function once it is answered; while draining this throws
+   * UNAVAILABLE (with Retry-After) instead.
+   */
+  admit(): () => void {
+    return this.admission.admit();
+  }
+
+  /** Readiness false and admit() refusing from now on; requests already admitted go on. */
   startDraining(): void {
-    this.draining = true;
+    this.admission.startDraining();
   }
 
   get isDraining(): boolean {
-    return this.draining;
+    return this.admission.isDraining;
+  }
+
+  /** Resolves true once every admitted request is answered, false after `timeoutMs`. */
+  whenIdle(timeoutMs: number): Promise<boolean> {
+    return this.admission.whenIdle(timeoutMs);
+  }
+
+  drainStats(): DrainStats & { stillInFlight: number } {
+    return { ...this.admission.drainStats(), stillInFlight: this.admission.active };
   }
 
   models() {

@@ -236,7 +236,10 @@ describe('gRPC shutdown', () => {
       assert.equal(err?.code, grpc.status.UNAVAILABLE);
       assert.equal(got[0].tag, 'before');
       assert.deepEqual(statuses, ['SERVING', 'NOT_SERVING']);
-      assert.deepEqual(await stopping, { drained: true });
+      const outcome = await stopping;
+      assert.equal(outcome.drained, true);
+      assert.equal(outcome.refused, 1, 'the item sent after the signal was refused');
+      assert.equal(outcome.stillInFlight, 0);
     } finally {
       c.close();
     }

@@ -197,7 +197,7 @@ describe('HTTP API without an admin token', () => {
 });
 
 describe('draining', () => {
-  it('turns readiness false and finishes in-flight requests', async () => {
+  it('turns readiness false, refuses new requests cleanly and finishes the admitted ones', async () => {
     const service = await startService();
     const api = request(`http://127.0.0.1:${service.port}`);
     const arrived = new Promise((resolve) => service.httpServer.once('request', resolve));
@@ -206,8 +206,19 @@ describe('draining', () => {
     await arrived; // the request is in flight (headers received), not merely connecting
     const stopped = service.stop();
     assert.equal(service.dataplane.readiness().ready, false);
+    const refused = await api.post('/v1/classify').send({ pixels: new Array(784).fill(0) });
+    assert.equal(refused.status, 503);
+    assert.equal(refused.body.error.code, 'UNAVAILABLE');
+    assert.match(refused.body.error.message, /draining/);
+    assert.equal(refused.headers['retry-after'], '1');
+    assert.equal(refused.headers.connection, 'close');
     const res = await pending;
     assert.equal(res.status, 200);
-    assert.deepEqual(await stopped, { drained: true });
+    assert.equal(res.headers.connection, 'close', 'answers given while draining close their connection');
+    const outcome = await stopped;
+    assert.deepEqual(
+      { drained: outcome.drained, inFlightAtDrain: outcome.inFlightAtDrain, finished: outcome.finished, refused: outcome.refused, stillInFlight: outcome.stillInFlight },
+      { drained: true, inFlightAtDrain: 1, finished: 1, refused: 1, stillInFlight: 0 },
+    );
   });
 });

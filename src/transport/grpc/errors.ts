@@ -38,3 +38,22 @@ export function unary<Req, Res>(
     );
   };
 }
+
+/**
+ * A handler that does work for a client runs only once the service admits
+ * the call (refused with UNAVAILABLE while draining) and stays counted until
+ * it settles, so a shutdown waits for it.
+ */
+export function admitted<Req, Res>(
+  admit: () => () => void,
+  handler: (request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>,
+): (request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res> {
+  return async (request, call) => {
+    const release = admit();
+    try {
+      return await handler(request, call);
+    } finally {
+      release();
+    }
+  };
+}

@@ -8,7 +8,7 @@ import type * as grpc from '@grpc/grpc-js';
 import type { DataPlane } from '../../core/dataplane';
 import { invalid, type ServiceError } from '../../core/errors';
 import { checkShape, elementCount, infer, inputMetadata, type InputTensor, type OutputTensor, outputMetadata } from '../oip/codec';
-import { unary } from './errors';
+import { admitted, unary } from './errors';
 
 interface Contents {
   fp32_contents?: number[];
@@ -164,7 +164,7 @@ export function oipGrpcHandlers(dataplane: DataPlane, info: OipServerInfo): grpc
       if (!req.name) throw invalid('name is required');
       return metadata(req.name, req.version);
     }, info.onInternal),
-    ModelInfer: unary<InferRequestMsg, unknown>(async (req) => {
+    ModelInfer: unary<InferRequestMsg, unknown>(admitted(() => dataplane.admit(), async (req) => {
       if (!req.model_name) throw invalid('model_name is required');
       const { inputs, raw } = decodeInputs(req);
       const result = await infer(dataplane, {
@@ -181,6 +181,6 @@ export function oipGrpcHandlers(dataplane: DataPlane, info: OipServerInfo): grpc
         outputs: result.outputs.map((t) => ({ name: t.name, datatype: t.datatype, shape: t.shape, ...(raw ? {} : { contents: toContents(t) }) })),
         raw_output_contents: raw ? result.outputs.map(toRaw) : [],
       };
-    }, info.onInternal, (code, seconds, res) => dataplane.recordRequest('oip-grpc', seconds, code, (res as { model_name?: string } | undefined)?.model_name ?? '', res ? 'explicit' : '')),
+    }), info.onInternal, (code, seconds, res) => dataplane.recordRequest('oip-grpc', seconds, code, (res as { model_name?: string } | undefined)?.model_name ?? '', res ? 'explicit' : '')),
   };
 }

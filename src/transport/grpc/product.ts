@@ -7,7 +7,7 @@ import type * as grpc from '@grpc/grpc-js';
 import type { DataPlane } from '../../core/dataplane';
 import { invalid, ServiceError } from '../../core/errors';
 import type { BatchItem, Classification, ClassifyOptions, ImageInput } from '../../core/types';
-import { toGrpcError, unary } from './errors';
+import { admitted, toGrpcError, unary } from './errors';
 import { streamInOrder } from './stream';
 
 interface ImageMsg {
@@ -86,23 +86,25 @@ export function productHandlers(dataplane: DataPlane, opts: ProductOptions): grp
     const first = res?.model !== undefined ? res : res?.results?.find((r) => r.classification)?.classification;
     dataplane.recordRequest('grpc', seconds, code, first?.model ?? '', first?.arm ?? '');
   };
+  const admit = () => dataplane.admit();
   return {
-    Classify: unary<ClassifyRequestMsg, unknown>(async (req) => {
+    Classify: unary<ClassifyRequestMsg, unknown>(admitted(admit, async (req) => {
       const result = await dataplane.classify(imageFrom(req.image, 'image'), optionsFrom(req));
       return classificationMsg(result);
-    }, opts.onInternal, record),
+    }), opts.onInternal, record),
 
-    ClassifyBatch: unary<BatchRequestMsg, unknown>(async (req) => {
+    ClassifyBatch: unary<BatchRequestMsg, unknown>(admitted(admit, async (req) => {
       const images = req.images.map((m, i) => imageFrom(m, `images[${i}]`));
       const results = await dataplane.classifyBatch(images, optionsFrom(req));
       return { results: results.map(itemMsg) };
-    }, opts.onInternal, record),
+    }), opts.onInternal, record),
 
     ClassifyStream: (call: grpc.ServerDuplexStream<ClassifyRequestMsg, unknown>) => {
       streamInOrder(call, opts.streamWindow, async (req, index) => {
         const t0 = performance.now();
+        let release: (() => void) | undefined;
         try {
-          if (dataplane.isDraining) throw new ServiceError('UNAVAILABLE', 'draining: the service is shutting down; reconnect to another replica', { retryAfterSeconds: 1 });
+          release = dataplane.admit(); // each stream item is its own request: refused once draining
           const c = await dataplane.classify(imageFrom(req.image, 'image'), optionsFrom(req));
           dataplane.recordRequest('grpc', (performance.now() - t0) / 1000, 'OK', c.model, c.arm);
           return { index, tag: req.tag, classification: classificationMsg(c) };
@@ -113,16 +115,18 @@ export function productHandlers(dataplane: DataPlane, opts: ProductOptions): grp
           // Not ready / draining ends the stream; an image's own fault answers in place.
           if (e.code === 'UNAVAILABLE') throw e;
           return { index, tag: req.tag, error: e.toJSON() };
+        } finally {
+          release?.();
         }
       }, (err) => toGrpcError(err));
     },
 
     SendFeedback: unary<{ prediction_id: string; truth?: 'label' | 'label_index'; label?: string; label_index?: number }, unknown>(
-      async (req) => {
+      admitted(admit, async (req) => {
         const label = req.truth === 'label' ? req.label : req.truth === 'label_index' ? req.label_index : undefined;
         const r = await dataplane.feedback({ predictionId: req.prediction_id, label, transport: 'grpc' });
         return { accepted: r.accepted, correct: r.correct, model: r.model, version: r.version, arm: r.arm };
-      },
+      }),
       opts.onInternal,
       record,
     ),

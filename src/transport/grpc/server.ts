@@ -47,8 +47,11 @@ export function createGrpcTransport(dataplane: DataPlane, opts: GrpcOptions, log
   health.addToServer(server);
   new ReflectionService(protos.definition).addToServer(server);
 
+  let published: string | undefined;
   const syncHealth = () => {
     const status = dataplane.isReady() ? 'SERVING' : 'NOT_SERVING';
+    if (status === published) return; // watchers hear a change once
+    published = status;
     health.setStatus('', status);
     for (const n of SERVICE_NAMES) health.setStatus(n, status);
   };

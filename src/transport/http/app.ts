@@ -41,6 +41,16 @@ export function createHttpApp(dataplane: DataPlane, admin: AdminActions, opts: H
   app.set('etag', false);
   app.set('query parser', 'simple');
 
+  // While draining, every response asks the client to close its connection,
+  // so that when the listener closes no keep-alive connection is left idle
+  // with a request of the client's about to cross. app.response is this
+  // app's own prototype of res: one check per response, nothing allocated.
+  const writeHead = app.response.writeHead;
+  app.response.writeHead = function (this: Response, ...args: Parameters<Response['writeHead']>) {
+    if (dataplane.isDraining) this.setHeader('Connection', 'close');
+    return writeHead.apply(this, args);
+  } as Response['writeHead'];
+
   app.use((req: Request, res: Response, next: NextFunction) => {
     const incoming = req.get('x-request-id');
     const id = incoming && REQUEST_ID.test(incoming) ? incoming : randomUUID();
@@ -70,6 +80,17 @@ export function createHttpApp(dataplane: DataPlane, admin: AdminActions, opts: H
         code: res.locals.errorCode,
       }, 'request');
     });
+    if (counted) {
+      // A request that does work is admitted now, with its headers read: a
+      // shutdown from here on waits for its answer (body upload included).
+      let release: () => void;
+      try {
+        release = dataplane.admit();
+      } catch (err) {
+        return sendError(res, ServiceError.from(err));
+      }
+      res.once('close', release);
+    }
     next();
   });
 
