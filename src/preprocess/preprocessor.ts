@@ -1,6 +1,7 @@
 /**
  * Turns what a client sent into the raw 0..255 grayscale pixels a model
  * takes: pixel arrays are validated and used as they are; encoded images are
+ * recognised by their signature (sniff.ts: nothing else reaches libvips),
  * decoded with sharp (EXIF orientation applied, alpha flattened onto white,
  * first frame of animations) and, unless they already are a Fashion-MNIST-
  * style image of the right size (dark background), converted as in
@@ -10,6 +11,7 @@ import sharp from 'sharp';
 import { invalid, ServiceError } from '../core/errors';
 import type { ImageInput } from '../core/types';
 import { cornerColor, type Gray, isLightBackground, toFashionMnist } from './fashion-convert';
+import { type ImageFormat, sniffImage } from './sniff';
 
 export interface PreprocessLimits {
   /** Largest encoded image accepted, in bytes. */
@@ -24,8 +26,7 @@ export interface Preprocessed {
   path: 'pixels' | 'passthrough' | 'converted';
 }
 
-/** Formats sharp reports that we accept. AVIF is reported as heif. SVG is refused: it can reference outside resources. */
-const ACCEPTED_FORMATS = new Set(['png', 'jpeg', 'webp', 'gif', 'tiff', 'heif']);
+const FORMAT_NAMES: Record<ImageFormat, string> = { png: 'PNG', jpeg: 'JPEG', webp: 'WebP', gif: 'GIF', tiff: 'TIFF', heif: 'AVIF/HEIF' };
 /** Decode large photos at about this size before trimming: sharp shrinks JPEGs on load, 4-5x faster. */
 const WORKING_SIZE = 112;
 
@@ -42,16 +43,20 @@ export class Preprocessor {
     if (bytes.length > this.limits.maxImageBytes) {
       throw new ServiceError('PAYLOAD_TOO_LARGE', `image is ${bytes.length} bytes; the limit is ${this.limits.maxImageBytes}`);
     }
+    const sniffed = sniffImage(bytes);
+    if (!sniffed.image) {
+      throw new ServiceError('UNSUPPORTED_MEDIA_TYPE', `the file is ${sniffed.what}; send a PNG, JPEG, WebP, GIF, TIFF or AVIF image`);
+    }
+    const named = FORMAT_NAMES[sniffed.format];
     let meta: Awaited<ReturnType<ReturnType<typeof sharp>["metadata"]>>;
     try {
       // Header only: no pixel limit needed here, ours is checked just below with a clearer message.
       meta = await sharp(bytes, { limitInputPixels: false }).metadata();
     } catch {
-      throw new ServiceError('UNSUPPORTED_MEDIA_TYPE', 'image could not be read: not a PNG, JPEG, WebP, GIF, TIFF or AVIF file');
+      throw invalid(`the ${named} file is corrupt or truncated: its header cannot be read`);
     }
-    if (meta.format === 'svg') throw new ServiceError('UNSUPPORTED_MEDIA_TYPE', 'SVG images are not accepted (they can reference outside resources)');
-    if (!meta.format || !ACCEPTED_FORMATS.has(meta.format)) {
-      throw new ServiceError('UNSUPPORTED_MEDIA_TYPE', `image format ${meta.format ?? 'unknown'} is not accepted; send PNG, JPEG, WebP, GIF, TIFF or AVIF`);
+    if (meta.format !== sniffed.format) {
+      throw invalid(`the file starts like ${named} but does not decode as one`);
     }
     const w = meta.width ?? 0;
     const h = meta.pageHeight ?? meta.height ?? 0;
@@ -70,7 +75,7 @@ export class Preprocessor {
       if (info.channels !== 1) throw new Error(`decoded to ${info.channels} channels`);
       gray = { data: new Uint8Array(data.buffer, data.byteOffset, data.length), width: info.width, height: info.height };
     } catch (err) {
-      throw invalid(`image could not be decoded (${meta.format}): ${sanitize((err as Error).message)}`);
+      throw invalid(`the ${named} file is corrupt or truncated: ${sanitize((err as Error).message)}`);
     }
     if (gray.width === width && gray.height === height && !isLightBackground(cornerColor(gray))) {
       return { pixels: gray.data, path: 'passthrough' };

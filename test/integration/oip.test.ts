@@ -131,7 +131,7 @@ describe('Open Inference Protocol v2', () => {
       await bad({ inputs: [px], outputs: [{ name: 'logits' }] }, 400, /unknown output "logits"/);
       await bad({ inputs: 'x' }, 400, /inputs must be an array/);
       await bad({ inputs: [px] }, 404, /unknown model "nope"/, '/v2/models/nope/infer');
-      await bad({ inputs: [{ name: 'image', shape: [1], datatype: 'BYTES', data: ['bm90IGFuIGltYWdl'] }] }, 415, /image 0: image could not be read/);
+      await bad({ inputs: [{ name: 'image', shape: [1], datatype: 'BYTES', data: ['bm90IGFuIGltYWdl'] }] }, 415, /image 0: the file is text/);
       const malformed = await api.post('/v2/models/baseline/infer').set('content-type', 'application/json').send('{"inputs": [');
       assert.equal(malformed.status, 400);
       assert.equal(typeof malformed.body.error, 'string');

@@ -19,15 +19,25 @@ export interface OipRouteOptions {
 /** OIP's "not ready" answer: the protocol asks for a 4xx status. */
 const NOT_READY = 400;
 
-/** Flatten nested JSON arrays (row-major), as OIP allows `data` nested or flat. */
+/** Deepest `data` nesting accepted: a tensor has a handful of dimensions; hostile JSON can have a million. */
+const MAX_DATA_DEPTH = 16;
+
+/** Flatten nested JSON arrays (row-major), as OIP allows `data` nested or flat. Iterative: no stack to exhaust. */
 export function flattenData(data: unknown, where: string): unknown[] {
   if (!Array.isArray(data)) throw invalid(`${where}.data must be an array`);
   const out: unknown[] = [];
-  const walk = (v: unknown) => {
-    if (Array.isArray(v)) for (const x of v) walk(x);
-    else out.push(v);
-  };
-  walk(data);
+  const stack: Array<{ items: unknown[]; next: number }> = [{ items: data, next: 0 }];
+  while (stack.length > 0) {
+    const top = stack[stack.length - 1];
+    if (top.next === top.items.length) {
+      stack.pop();
+      continue;
+    }
+    const v = top.items[top.next++];
+    if (!Array.isArray(v)) out.push(v);
+    else if (stack.length >= MAX_DATA_DEPTH) throw invalid(`${where}.data is nested deeper than ${MAX_DATA_DEPTH} levels`);
+    else stack.push({ items: v, next: 0 });
+  }
   return out;
 }
 
