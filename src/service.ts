@@ -125,6 +125,7 @@ export async function createService(config: Config, log: AppLogger): Promise<Ser
   );
   const reload = async () => {
     const report = await repository.reload();
+    for (const f of report.failed) metrics.modelLoadFailures.inc({ model: f.name, version: f.version });
     grpc.syncHealth();
     log.info({ loaded: report.loaded, removed: report.removed, failed: report.failed.length }, 'model reload finished');
     return report;

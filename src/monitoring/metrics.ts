@@ -53,6 +53,7 @@ export class ServiceMetrics {
   readonly feedback: Counter<'model' | 'arm' | 'outcome'>;
   readonly feedbackRejected: Counter<'outcome'>;
   readonly shadowPredictions: Counter<'model' | 'outcome'>;
+  readonly modelLoadFailures: Counter<'model' | 'version'>;
 
   constructor(sources: MetricsSources, opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -72,6 +73,7 @@ export class ServiceMetrics {
     this.predictions = new Counter({ name: 'classifier_predictions_total', help: 'Predictions by predicted class.', labelNames: ['model', 'arm', 'label'], registers });
     this.feedback = new Counter({ name: 'classifier_feedback_total', help: 'Ground-truth feedback counted, by outcome (correct, incorrect) and duplicates answered but not counted.', labelNames: ['model', 'arm', 'outcome'], registers });
     this.shadowPredictions = new Counter({ name: 'classifier_shadow_predictions_total', help: 'Images mirrored to the shadow model, by outcome: agree or disagree with the served top-1, dropped (too many in flight), error.', labelNames: ['model', 'outcome'], registers });
+    this.modelLoadFailures = new Counter({ name: 'classifier_model_load_failures_total', help: 'Model versions refused at load or reload (bad manifest, checksum mismatch, runtime error); what was serving keeps serving.', labelNames: ['model', 'version'], registers });
     this.feedbackRejected = new Counter({ name: 'classifier_feedback_rejected_total', help: 'Feedback refused, by reason (malformed, tampered, expired, bad_label, unknown_model).', labelNames: ['outcome'], registers });
 
     // ---- gauges computed at scrape time -------------------------------

@@ -1,0 +1,224 @@
+/**
+ * Deploy-time changes while traffic runs: model versions added, replaced in
+ * place and refused (checksum), and A/B configs switched by the admin route
+ * and by the routing file. Closed-loop HTTP and gRPC clients run throughout;
+ * not one of their requests may fail, and each answer must come wholly from
+ * one configuration.
+ */
+import assert from 'node:assert/strict';
+import { cp, readFile, rename, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { Writable } from 'node:stream';
+import { after, before, describe, it } from 'node:test';
+import pino from 'pino';
+import { createService, type Service } from '../../src/service';
+import { clients, type Clients } from '../grpc-clients';
+import { tempModelDir, testConfig } from '../helpers';
+import { describeFailures, grpcWorker, httpWorker, Traffic } from '../support/traffic';
+
+const TOKEN = 'under-load-admin-token-0123456789';
+const pixels = Array.from({ length: 784 }, (_, i) => (i * 7) % 256);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Traffic still running when a test fails is stopped by the suite's after(). */
+const traffics: Traffic[] = [];
+
+async function copyVersion(dir: string, model: string, from: string, to: string): Promise<string> {
+  const target = path.join(dir, model, to);
+  await cp(path.join(dir, model, from), target, { recursive: true });
+  await editManifest(target, (m) => {
+    m.version = to;
+  });
+  return target;
+}
+
+async function editManifest(versionDir: string, edit: (m: Record<string, unknown>) => void): Promise<void> {
+  const file = path.join(versionDir, 'manifest.json');
+  const m = JSON.parse(await readFile(file, 'utf8'));
+  edit(m);
+  await writeFile(file, JSON.stringify(m, null, 2));
+}
+
+function admin(port: number, method: string, route: string, body?: unknown): Promise<{ status: number; body: any }> {
+  const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { host: '127.0.0.1', port, method, path: route, headers: { authorization: `Bearer ${TOKEN}`, ...(payload ? { 'content-type': 'application/json', 'content-length': String(payload.length) } : {}) } },
+      (res) => {
+        let text = '';
+        res.on('data', (c) => (text += c));
+        res.on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(text) }));
+      },
+    );
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+describe('model versions changed under load', () => {
+  let dir: string;
+  let service: Service;
+  let port: number;
+  let metricsPort: number;
+  let grpcClients: Clients;
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+  const logLines: string[] = [];
+
+  before(async () => {
+    dir = await tempModelDir();
+    const log = pino({ level: 'info' }, new Writable({ write: (c, _e, cb) => (logLines.push(String(c)), cb()) }));
+    service = await createService(testConfig({ MODEL_DIR: dir, ADMIN_TOKEN: TOKEN, LOG_LEVEL: 'info' }), log);
+    const ports = await service.start();
+    port = ports.httpPort;
+    metricsPort = ports.metricsPort;
+    grpcClients = clients(ports.grpcPort);
+  });
+
+  after(async () => {
+    await Promise.all(traffics.map((t) => t.stop()));
+    grpcClients.close();
+    agent.destroy();
+    await service.stop();
+  });
+
+  it('adds, replaces and refuses versions without failing a request', async () => {
+    const body = { pixels, model: 'baseline' };
+    const traffic = new Traffic([
+      ...Array.from({ length: 6 }, () => httpWorker(port, agent, '/v1/classify', body)),
+      httpWorker(port, agent, '/v1/classify/batch', { images: [{ pixels }, { pixels }, { pixels }], model: 'baseline' }),
+      ...Array.from({ length: 3 }, () => grpcWorker(grpcClients.product, 'Classify', { image: { pixels: { values: pixels } }, model: 'baseline' })),
+    ]);
+    traffics.push(traffic);
+    await sleep(300);
+
+    // A new version: loaded first, then swapped in; requests without a version move to it.
+    await copyVersion(dir, 'baseline', '1', '2');
+    const added = await admin(port, 'POST', '/v1/admin/models/reload');
+    assert.deepEqual(added.body.loaded, ['baseline/2']);
+    const afterAdd = performance.now();
+    await sleep(300);
+
+    // A corrupt new version: refused by its checksum; version 2 keeps serving.
+    const bad = await copyVersion(dir, 'baseline', '1', '3');
+    const onnx = path.join(bad, 'model.onnx');
+    const bytes = await readFile(onnx);
+    bytes[bytes.length >> 1] ^= 0xff;
+    await writeFile(onnx, bytes);
+    const refused = await admin(port, 'POST', '/v1/admin/models/reload');
+    assert.equal(refused.body.ok, false);
+    assert.deepEqual(refused.body.failed.map((f: { name: string; version: string }) => `${f.name}/${f.version}`), ['baseline/3']);
+    assert.match(refused.body.failed[0].error, /model\.onnx does not match its sha256/);
+    await sleep(300);
+
+    // Version 2 replaced in place (a new manifest): the old copy retires once its requests are done.
+    await editManifest(path.join(dir, 'baseline', '2'), (m) => {
+      m.description = `${m.description} (redeployed)`;
+    });
+    const replaced = await admin(port, 'POST', '/v1/admin/models/reload');
+    assert.deepEqual(replaced.body.loaded, ['baseline/2']);
+    await sleep(300);
+
+    // Version 2 replaced in place by a broken copy: refused, the running copy stays.
+    await editManifest(path.join(dir, 'baseline', '2'), (m) => {
+      (m.files as Record<string, string>)['model.onnx'] = '0'.repeat(64);
+    });
+    const brokenInPlace = await admin(port, 'POST', '/v1/admin/models/reload');
+    assert.deepEqual(brokenInPlace.body.failed.map((f: { name: string; version: string }) => `${f.name}/${f.version}`).sort(), ['baseline/2', 'baseline/3']);
+    await sleep(300);
+
+    const outcomes = await traffic.stop();
+    assert.ok(outcomes.length > 200, `enough traffic to mean something (${outcomes.length})`);
+    assert.equal(outcomes.filter((o) => !o.ok).length, 0, describeFailures(outcomes));
+    const late = traffic.sentAfter(afterAdd);
+    assert.ok(late.length > 0 && late.every((o) => o.version === '2'), 'after the reload every answer comes from version 2');
+    assert.ok(outcomes.some((o) => o.version === '1'), 'version 1 served before');
+
+    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    assert.match(metrics, /classifier_model_load_failures_total\{model="baseline",version="3"\} 3/); // refused at each of the 3 reloads after it appeared
+    assert.match(metrics, /classifier_model_load_failures_total\{model="baseline",version="2"\} 1/);
+    const failures = logLines.map((l) => JSON.parse(l)).filter((l) => l.level === 50 && l.model === 'baseline');
+    assert.deepEqual(failures.map((l) => `${l.version}: ${l.msg}`).sort(), [
+      '2: model reload failed; previous copy keeps serving',
+      '3: model load failed',
+      '3: model load failed',
+      '3: model load failed',
+    ]);
+  });
+});
+
+describe('A/B config changed under load', () => {
+  const file = path.join(os.tmpdir(), `pc-routing-under-load-${process.pid}.json`);
+  const configA = { experiment: 'config-a', control: 'a-control', arms: [{ name: 'a-control', model: 'baseline', weight: 1 }, { name: 'a-candidate', model: 'baseline', weight: 1 }] };
+  const configB = { experiment: 'config-b', control: 'b-control', arms: [{ name: 'b-control', model: 'dendritic', weight: 1 }, { name: 'b-candidate', model: 'dendritic', weight: 3 }] };
+  const modelOf: Record<string, string> = { 'a-control': 'baseline', 'a-candidate': 'baseline', 'b-control': 'dendritic', 'b-candidate': 'dendritic' };
+  let service: Service;
+  let port: number;
+  let grpcClients: Clients;
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+
+  before(async () => {
+    await writeFile(file, JSON.stringify(configA));
+    service = await createService(testConfig({ ADMIN_TOKEN: TOKEN, ROUTING_FILE: file, ROUTING_POLL_MS: '50' }), pino({ level: 'silent' }));
+    const ports = await service.start();
+    port = ports.httpPort;
+    grpcClients = clients(ports.grpcPort);
+  });
+
+  after(async () => {
+    await Promise.all(traffics.map((t) => t.stop()));
+    grpcClients.close();
+    agent.destroy();
+    await service.stop();
+  });
+
+  it('switches whole configs atomically, by the admin route and by the file', async () => {
+    const traffic = new Traffic([
+      ...Array.from({ length: 4 }, () => httpWorker(port, agent, '/v1/classify', { pixels })),
+      ...Array.from({ length: 2 }, () => httpWorker(port, agent, '/v1/classify/batch', { images: Array.from({ length: 8 }, () => ({ pixels })) })),
+      ...Array.from({ length: 2 }, () => grpcWorker(grpcClients.product, 'Classify', { image: { pixels: { values: pixels } } })),
+      grpcWorker(grpcClients.product, 'ClassifyBatch', { images: Array.from({ length: 8 }, () => ({ pixels: { values: pixels } })) }),
+    ]);
+    traffics.push(traffic);
+    await sleep(300);
+    const beforePut = performance.now();
+    const put = await admin(port, 'PUT', '/v1/admin/routing', configB);
+    assert.equal(put.status, 200);
+    const afterPut = performance.now();
+    await sleep(300);
+
+    // The file: a half-written config is refused and B stays; the complete one (renamed into place) applies.
+    await writeFile(file, JSON.stringify(configA).slice(0, 40));
+    await sleep(300);
+    const status = await admin(port, 'GET', '/v1/admin/routing');
+    assert.equal(status.body.config.experiment, 'config-b');
+    assert.match(status.body.lastError.message, /not valid JSON/);
+    const beforeFile = performance.now();
+    await writeFile(`${file}.new`, JSON.stringify(configA));
+    await rename(`${file}.new`, file);
+    let appliedAt = 0;
+    for (let i = 0; i < 100 && !appliedAt; i++) {
+      await sleep(20);
+      if ((await admin(port, 'GET', '/v1/admin/routing')).body.config.experiment === 'config-a') appliedAt = performance.now();
+    }
+    assert.ok(appliedAt > 0, 'the renamed file was applied');
+    await sleep(300);
+
+    const outcomes = await traffic.stop();
+    assert.equal(outcomes.filter((o) => !o.ok).length, 0, describeFailures(outcomes));
+    for (const o of outcomes) {
+      const arms = o.arms ?? [o.arm!];
+      const config = arms[0].split('-')[0];
+      assert.ok(arms.every((a) => a.startsWith(`${config}-`)), `one answer, one config: ${arms.join(', ')}`);
+      assert.equal(o.model, modelOf[o.arm!], `arm ${o.arm} answered by ${o.model}`);
+    }
+    const configOf = (o: (typeof outcomes)[number]) => o.arm!.split('-')[0];
+    const beforeB = outcomes.filter((o) => o.answeredAt < beforePut);
+    assert.ok(beforeB.length > 20 && beforeB.every((o) => configOf(o) === 'a'), 'config A served until the PUT');
+    const duringB = outcomes.filter((o) => o.sentAt > afterPut && o.answeredAt < beforeFile);
+    assert.ok(duringB.length > 20 && duringB.every((o) => configOf(o) === 'b'), 'every request sent after the PUT answered under config B');
+    const backToA = outcomes.filter((o) => o.sentAt > appliedAt);
+    assert.ok(backToA.length > 20 && backToA.every((o) => configOf(o) === 'a'), 'every request sent after the file applied answered under config A');
+  });
+});
