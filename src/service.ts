@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import type { Config } from './config';
 import type { DrainStats } from './core/admission';
 import { DataPlane } from './core/dataplane';
@@ -50,6 +51,9 @@ async function runtimeFactory(config: Config): Promise<RuntimeFactory> {
 }
 
 export const SERVER_NAME = 'product-classifier';
+
+/** How long HTTP must have been quiet (no new connection or request) before a draining service closes its connections. */
+const DRAIN_QUIET_MS = 200;
 
 export function serverVersion(): string {
   const pkg = JSON.parse(readFileSync(path.resolve(__dirname, '../../package.json'), 'utf8')) as { version: string };
@@ -144,6 +148,11 @@ export async function createService(config: Config, log: AppLogger): Promise<Ser
     log,
   );
   const httpServer = http.createServer(app);
+  let lastHttpActivity = 0;
+  const touch = () => {
+    lastHttpActivity = performance.now();
+  };
+  httpServer.on('connection', touch).on('request', touch);
   httpServer.keepAliveTimeout = 65_000; // longer than typical load-balancer idle timeouts
   httpServer.headersTimeout = 66_000;
   httpServer.requestTimeout = 60_000;
@@ -190,6 +199,12 @@ export async function createService(config: Config, log: AppLogger): Promise<Ser
       grpc.syncHealth();
       // 2. Wait for every admitted request to be answered (bounded).
       const idle = await dataplane.whenIdle(remaining());
+      // 2b. Then until no connection or request has come in for a moment:
+      //     bytes already on their way get read and refused with a 503,
+      //     rather than cut off by a reset when the connections close.
+      while (remaining() > 0 && performance.now() - lastHttpActivity < DRAIN_QUIET_MS) {
+        await new Promise((r) => setTimeout(r, Math.min(DRAIN_QUIET_MS, remaining())));
+      }
       // 3. Stop listening and close the connections: HTTP responses sent
       //    while draining carried `Connection: close`, so none is idle with
       //    a request of ours half done.

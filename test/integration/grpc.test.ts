@@ -72,8 +72,10 @@ describe('gRPC classifier.v1.ProductClassifier', () => {
     assert.deepEqual([unknownModel.code, unknownModel.errorCode], [grpc.status.NOT_FOUND, 'NOT_FOUND']);
     const badVersion = await failure(call(c.product, 'Classify', { image: { encoded: fixtureBytes(fixtures[0].file) }, model: 'baseline', version: '99' }));
     assert.equal(badVersion.code, grpc.status.NOT_FOUND);
-    const notImage = await failure(call(c.product, 'Classify', { image: { encoded: Buffer.from('GIF89a but not really') } }));
+    const notImage = await failure(call(c.product, 'Classify', { image: { encoded: Buffer.from('a product description, not an image') } }));
     assert.deepEqual([notImage.code, notImage.errorCode], [grpc.status.INVALID_ARGUMENT, 'UNSUPPORTED_MEDIA_TYPE']);
+    const brokenGif = await failure(call(c.product, 'Classify', { image: { encoded: Buffer.from('GIF89a but not really') } }));
+    assert.deepEqual([brokenGif.code, brokenGif.errorCode, brokenGif.details], [grpc.status.INVALID_ARGUMENT, 'INVALID_ARGUMENT', 'the GIF file is corrupt or truncated: its header cannot be read']);
     // Noise does not compress: a 600x600 colour PNG is over the 512 KiB image limit.
     const big = await sharp({ create: { width: 600, height: 600, channels: 3, background: '#fff', noise: { type: 'gaussian', mean: 128, sigma: 60 } } }).png().toBuffer();
     assert.ok(big.length > 512 * 1024);

@@ -87,7 +87,12 @@ export function createHttpApp(dataplane: DataPlane, admin: AdminActions, opts: H
       try {
         release = dataplane.admit();
       } catch (err) {
-        return sendError(res, ServiceError.from(err));
+        // Read the body out before refusing: closing a connection with an
+        // upload still arriving resets it, and the client would see a reset
+        // instead of this answer.
+        req.resume();
+        req.once('end', () => sendError(res, ServiceError.from(err)));
+        return;
       }
       res.once('close', release);
     }
