@@ -81,6 +81,7 @@ export async function createService(config: Config, log: AppLogger): Promise<Ser
   const metrics = new ServiceMetrics({
     report: () => dataplaneRef!.monitoringReport(),
     models: () => repository.status().models,
+    loadFailures: () => repository.status().failures,
     weights: () => (routing.status().config?.arms ?? []).map((a) => ({ arm: a.name, model: a.model, weight: a.weight })),
     references: () =>
       repository.names().map((name) => {

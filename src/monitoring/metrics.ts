@@ -19,6 +19,8 @@ export interface MetricsSources {
     shadow: Record<string, { served: string; shadow: string; compared: number; agreement: number | null }[]>;
   };
   models(): { name: string; version: string; format: string; backend: string; parameters: number }[];
+  /** Versions the last load or reload refused (and that are therefore not serving from that copy). */
+  loadFailures(): { name: string; version: string }[];
   weights(): { arm: string; model: string; weight: number }[];
   /** Each loaded model's reference distributions (from its manifest). */
   references(): { model: string; quantiles: readonly number[]; labels: readonly string[]; classFrequencies: readonly number[] }[];
@@ -180,6 +182,9 @@ export class ServiceMetrics {
     });
     gauge('classifier_reference_class_share', 'Reference (validation split) share of each predicted class.', ['model', 'label'], (g) => {
       for (const r of sources.references()) r.labels.forEach((label, i) => g.set({ model: r.model, label }, r.classFrequencies[i]));
+    });
+    gauge('classifier_model_load_failed', '1 for each model version the last load or reload refused; what served before keeps serving.', ['model', 'version'], (g) => {
+      for (const f of sources.loadFailures()) g.set({ model: f.name, version: f.version }, 1);
     });
     gauge('classifier_model_info', 'Loaded models (value 1), with runtime and parameter count.', ['model', 'version', 'runtime', 'parameters'], (g) => {
       for (const m of sources.models()) g.set({ model: m.name, version: m.version, runtime: `${m.format} (${m.backend})`, parameters: String(m.parameters) }, 1);

@@ -138,6 +138,9 @@ describe('model versions changed under load', () => {
     const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
     assert.match(metrics, /classifier_model_load_failures_total\{model="baseline",version="3"\} 3/); // refused at each of the 3 reloads after it appeared
     assert.match(metrics, /classifier_model_load_failures_total\{model="baseline",version="2"\} 1/);
+    // The state the ClassifierModelRefused alert reads: both refused at the last reload.
+    assert.match(metrics, /classifier_model_load_failed\{model="baseline",version="2"\} 1/);
+    assert.match(metrics, /classifier_model_load_failed\{model="baseline",version="3"\} 1/);
     const failures = logLines.map((l) => JSON.parse(l)).filter((l) => l.level === 50 && l.model === 'baseline');
     assert.deepEqual(failures.map((l) => `${l.version}: ${l.msg}`).sort(), [
       '2: model reload failed; previous copy keeps serving',
