@@ -57,45 +57,62 @@ function admin(port: number, method: string, route: string, body?: unknown): Pro
   });
 }
 
+/** A service under test with its clients; close() stops any traffic left running, then the service. */
+interface Running {
+  service: Service;
+  port: number;
+  metricsPort: number;
+  grpc: Clients;
+  agent: http.Agent;
+  close(): Promise<void>;
+}
+
+async function serve(env: Record<string, string>, log: pino.Logger): Promise<Running> {
+  const service = await createService(testConfig(env), log);
+  const ports = await service.start();
+  const grpc = clients(ports.grpcPort);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+  return {
+    service,
+    port: ports.httpPort,
+    metricsPort: ports.metricsPort,
+    grpc,
+    agent,
+    async close() {
+      await Promise.all(traffics.map((t) => t.stop()));
+      grpc.close();
+      agent.destroy();
+      await service.stop();
+    },
+  };
+}
+
 describe('model versions changed under load', () => {
   let dir: string;
-  let service: Service;
-  let port: number;
-  let metricsPort: number;
-  let grpcClients: Clients;
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+  let s: Running;
   const logLines: string[] = [];
 
   before(async () => {
     dir = await tempModelDir();
     const log = pino({ level: 'info' }, new Writable({ write: (c, _e, cb) => (logLines.push(String(c)), cb()) }));
-    service = await createService(testConfig({ MODEL_DIR: dir, ADMIN_TOKEN: TOKEN, LOG_LEVEL: 'info' }), log);
-    const ports = await service.start();
-    port = ports.httpPort;
-    metricsPort = ports.metricsPort;
-    grpcClients = clients(ports.grpcPort);
+    s = await serve({ MODEL_DIR: dir, ADMIN_TOKEN: TOKEN, LOG_LEVEL: 'info' }, log);
   });
 
-  after(async () => {
-    await Promise.all(traffics.map((t) => t.stop()));
-    grpcClients.close();
-    agent.destroy();
-    await service.stop();
-  });
+  after(() => s.close());
 
   it('adds, replaces and refuses versions without failing a request', async () => {
     const body = { pixels, model: 'baseline' };
     const traffic = new Traffic([
-      ...Array.from({ length: 6 }, () => httpWorker(port, agent, '/v1/classify', body)),
-      httpWorker(port, agent, '/v1/classify/batch', { images: [{ pixels }, { pixels }, { pixels }], model: 'baseline' }),
-      ...Array.from({ length: 3 }, () => grpcWorker(grpcClients.product, 'Classify', { image: { pixels: { values: pixels } }, model: 'baseline' })),
+      ...Array.from({ length: 6 }, () => httpWorker(s.port, s.agent, '/v1/classify', body)),
+      httpWorker(s.port, s.agent, '/v1/classify/batch', { images: [{ pixels }, { pixels }, { pixels }], model: 'baseline' }),
+      ...Array.from({ length: 3 }, () => grpcWorker(s.grpc.product, 'Classify', { image: { pixels: { values: pixels } }, model: 'baseline' })),
     ]);
     traffics.push(traffic);
     await sleep(300);
 
     // A new version: loaded first, then swapped in; requests without a version move to it.
     await copyVersion(dir, 'baseline', '1', '2');
-    const added = await admin(port, 'POST', '/v1/admin/models/reload');
+    const added = await admin(s.port, 'POST', '/v1/admin/models/reload');
     assert.deepEqual(added.body.loaded, ['baseline/2']);
     const afterAdd = performance.now();
     await sleep(300);
@@ -106,7 +123,7 @@ describe('model versions changed under load', () => {
     const bytes = await readFile(onnx);
     bytes[bytes.length >> 1] ^= 0xff;
     await writeFile(onnx, bytes);
-    const refused = await admin(port, 'POST', '/v1/admin/models/reload');
+    const refused = await admin(s.port, 'POST', '/v1/admin/models/reload');
     assert.equal(refused.body.ok, false);
     assert.deepEqual(refused.body.failed.map((f: { name: string; version: string }) => `${f.name}/${f.version}`), ['baseline/3']);
     assert.match(refused.body.failed[0].error, /model\.onnx does not match its sha256/);
@@ -116,7 +133,7 @@ describe('model versions changed under load', () => {
     await editManifest(path.join(dir, 'baseline', '2'), (m) => {
       m.description = `${m.description} (redeployed)`;
     });
-    const replaced = await admin(port, 'POST', '/v1/admin/models/reload');
+    const replaced = await admin(s.port, 'POST', '/v1/admin/models/reload');
     assert.deepEqual(replaced.body.loaded, ['baseline/2']);
     await sleep(300);
 
@@ -124,7 +141,7 @@ describe('model versions changed under load', () => {
     await editManifest(path.join(dir, 'baseline', '2'), (m) => {
       (m.files as Record<string, string>)['model.onnx'] = '0'.repeat(64);
     });
-    const brokenInPlace = await admin(port, 'POST', '/v1/admin/models/reload');
+    const brokenInPlace = await admin(s.port, 'POST', '/v1/admin/models/reload');
     assert.deepEqual(brokenInPlace.body.failed.map((f: { name: string; version: string }) => `${f.name}/${f.version}`).sort(), ['baseline/2', 'baseline/3']);
     await sleep(300);
 
@@ -135,7 +152,7 @@ describe('model versions changed under load', () => {
     assert.ok(late.length > 0 && late.every((o) => o.version === '2'), 'after the reload every answer comes from version 2');
     assert.ok(outcomes.some((o) => o.version === '1'), 'version 1 served before');
 
-    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    const metrics = await (await fetch(`http://127.0.0.1:${s.metricsPort}/metrics`)).text();
     assert.match(metrics, /classifier_model_load_failures_total\{model="baseline",version="3"\} 3/); // refused at each of the 3 reloads after it appeared
     assert.match(metrics, /classifier_model_load_failures_total\{model="baseline",version="2"\} 1/);
     // The state the ClassifierModelRefused alert reads: both refused at the last reload.
@@ -156,37 +173,26 @@ describe('A/B config changed under load', () => {
   const configA = { experiment: 'config-a', control: 'a-control', arms: [{ name: 'a-control', model: 'baseline', weight: 1 }, { name: 'a-candidate', model: 'baseline', weight: 1 }] };
   const configB = { experiment: 'config-b', control: 'b-control', arms: [{ name: 'b-control', model: 'dendritic', weight: 1 }, { name: 'b-candidate', model: 'dendritic', weight: 3 }] };
   const modelOf: Record<string, string> = { 'a-control': 'baseline', 'a-candidate': 'baseline', 'b-control': 'dendritic', 'b-candidate': 'dendritic' };
-  let service: Service;
-  let port: number;
-  let grpcClients: Clients;
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+  let s: Running;
 
   before(async () => {
     await writeFile(file, JSON.stringify(configA));
-    service = await createService(testConfig({ ADMIN_TOKEN: TOKEN, ROUTING_FILE: file, ROUTING_POLL_MS: '50' }), pino({ level: 'silent' }));
-    const ports = await service.start();
-    port = ports.httpPort;
-    grpcClients = clients(ports.grpcPort);
+    s = await serve({ ADMIN_TOKEN: TOKEN, ROUTING_FILE: file, ROUTING_POLL_MS: '50' }, pino({ level: 'silent' }));
   });
 
-  after(async () => {
-    await Promise.all(traffics.map((t) => t.stop()));
-    grpcClients.close();
-    agent.destroy();
-    await service.stop();
-  });
+  after(() => s.close());
 
   it('switches whole configs atomically, by the admin route and by the file', async () => {
     const traffic = new Traffic([
-      ...Array.from({ length: 4 }, () => httpWorker(port, agent, '/v1/classify', { pixels })),
-      ...Array.from({ length: 2 }, () => httpWorker(port, agent, '/v1/classify/batch', { images: Array.from({ length: 8 }, () => ({ pixels })) })),
-      ...Array.from({ length: 2 }, () => grpcWorker(grpcClients.product, 'Classify', { image: { pixels: { values: pixels } } })),
-      grpcWorker(grpcClients.product, 'ClassifyBatch', { images: Array.from({ length: 8 }, () => ({ pixels: { values: pixels } })) }),
+      ...Array.from({ length: 4 }, () => httpWorker(s.port, s.agent, '/v1/classify', { pixels })),
+      ...Array.from({ length: 2 }, () => httpWorker(s.port, s.agent, '/v1/classify/batch', { images: Array.from({ length: 8 }, () => ({ pixels })) })),
+      ...Array.from({ length: 2 }, () => grpcWorker(s.grpc.product, 'Classify', { image: { pixels: { values: pixels } } })),
+      grpcWorker(s.grpc.product, 'ClassifyBatch', { images: Array.from({ length: 8 }, () => ({ pixels: { values: pixels } })) }),
     ]);
     traffics.push(traffic);
     await sleep(300);
     const beforePut = performance.now();
-    const put = await admin(port, 'PUT', '/v1/admin/routing', configB);
+    const put = await admin(s.port, 'PUT', '/v1/admin/routing', configB);
     assert.equal(put.status, 200);
     const afterPut = performance.now();
     await sleep(300);
@@ -194,7 +200,7 @@ describe('A/B config changed under load', () => {
     // The file: a half-written config is refused and B stays; the complete one (renamed into place) applies.
     await writeFile(file, JSON.stringify(configA).slice(0, 40));
     await sleep(300);
-    const status = await admin(port, 'GET', '/v1/admin/routing');
+    const status = await admin(s.port, 'GET', '/v1/admin/routing');
     assert.equal(status.body.config.experiment, 'config-b');
     assert.match(status.body.lastError.message, /not valid JSON/);
     const beforeFile = performance.now();
@@ -203,7 +209,7 @@ describe('A/B config changed under load', () => {
     let appliedAt = 0;
     for (let i = 0; i < 100 && !appliedAt; i++) {
       await sleep(20);
-      if ((await admin(port, 'GET', '/v1/admin/routing')).body.config.experiment === 'config-a') appliedAt = performance.now();
+      if ((await admin(s.port, 'GET', '/v1/admin/routing')).body.config.experiment === 'config-a') appliedAt = performance.now();
     }
     assert.ok(appliedAt > 0, 'the renamed file was applied');
     await sleep(300);
