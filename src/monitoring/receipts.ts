@@ -36,7 +36,17 @@ interface Wire {
   e?: string;
 }
 
-const MAX_ID_LENGTH = 1024;
+/**
+ * Longest id verify() will look at (the HMAC is not computed over arbitrary
+ * amounts of client data). Bounded by what issue() can produce: model and arm
+ * names of at most 63 [A-Za-z0-9_-] characters, a 9-digit version and an
+ * experiment name of at most 128 UTF-16 units, which JSON may escape as
+ * \u0001 or \ud800 (6 bytes each): under 1,000 bytes of JSON, about 1,360
+ * characters of id. It was 1024, under which ids issued during an experiment
+ * named with control characters or lone surrogates (the router accepts any
+ * 1..128 characters) could never be verified.
+ */
+const MAX_ID_LENGTH = 2048;
 
 /** Random bytes for nonces, drawn from the CSPRNG 4 KiB at a time (one call per request costs more than the rest of signing). */
 class NoncePool {
@@ -87,8 +97,15 @@ export class ReceiptSigner {
     const dot = id.indexOf('.');
     if (dot <= 0 || dot !== id.lastIndexOf('.')) throw new ServiceError('INVALID_ARGUMENT', 'predictionId is malformed: expected <payload>.<signature>');
     const payload = id.slice(0, dot);
-    const given = Buffer.from(id.slice(dot + 1), 'base64url');
-    const expected = Buffer.from(this.sign(payload), 'base64url');
+    // Compare the signature as text, not as decoded bytes: Node's base64url
+    // decoder ignores characters outside the alphabet, accepts '+' and '/' for
+    // '-' and '_', and drops the last character's 2 spare bits, so decoding
+    // first let many different id strings carry one valid signature (e.g. the
+    // last character 'o' replaced by 'p', 'q' or 'r', or a '!' appended). Each
+    // such variant passed the feedback dedup (SeenIds is keyed on the id
+    // string), so one prediction's feedback could be counted several times.
+    const given = Buffer.from(id.slice(dot + 1), 'utf8');
+    const expected = Buffer.from(this.sign(payload), 'utf8');
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
       throw new ServiceError('PERMISSION_DENIED', 'predictionId signature does not match: it was altered or issued under another secret');
     }

@@ -99,8 +99,17 @@ export function validatePixels(pixels: unknown, expected: number): ArrayLike<num
   for (let i = 0; i < arr.length; i++) {
     const v = arr[i];
     if (typeof v !== 'number' || !(v >= 0 && v <= 255)) {
-      throw invalid(`pixels[${i}] must be a number in 0..255, got ${JSON.stringify(v) ?? String(v)}`);
+      throw invalid(`pixels[${i}] must be a number in 0..255, got ${describeValue(v)}`);
     }
   }
   return arr as ArrayLike<number>;
+}
+
+/** A short description of a bad value for an error message: numbers as they are, anything else by kind (never the whole thing). */
+function describeValue(v: unknown): string {
+  if (typeof v === 'number') return String(v);
+  if (typeof v === 'string') return v.length <= 16 ? JSON.stringify(v) : `a string of ${v.length} characters`;
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return `an array of ${v.length}`;
+  return `a ${typeof v}`;
 }

@@ -211,6 +211,8 @@ export async function hostileCorpus(limits: CorpusLimits): Promise<Corpus> {
     { name: 'nested arrays', json: JSON.stringify(zeros(784).map((z) => [z])), expect: pixelError(/pixels\[0\]/) },
     { name: 'pixels as a string', json: '"0,0,0"', expect: pixelError(/pixels must be an array/) },
     { name: 'pixels nested 100000 deep', json: deep(100_000), expect: pixelError(/784 values .* got 1/) },
+    { name: 'one entry nested 10000 deep', json: withAt(0, deep(10_000)), expect: pixelError(/pixels\[0\] must be a number in 0\.\.255, got an array of 1$/) },
+    { name: 'one entry a 1 MB string', json: withAt(0, JSON.stringify('x'.repeat(1_000_000))), expect: pixelError(/got a string of 1000000 characters$/) },
     { name: 'all 255 (valid)', json: JSON.stringify(new Array(784).fill(255)), grpc: new Array(784).fill(255), expect: classify },
     { name: 'fractional values (valid)', json: JSON.stringify(zeros(784).map((_, j) => (j % 256) + 0.5 - (j % 256 === 255 ? 1 : 0))), expect: classify },
   ];
@@ -292,7 +294,7 @@ export async function hostileCorpus(limits: CorpusLimits): Promise<Corpus> {
   const denied = (m: RegExp): Expect => ({ status: 403, code: 'PERMISSION_DENIED', grpc: G.PERMISSION_DENIED, message: m });
   const feedback: FeedbackCase[] = [
     { name: 'malformed prediction id', predictionId: 'not-an-id', label: 'Dress', expect: invalid(/predictionId is malformed/) },
-    { name: 'prediction id over 1024 characters', predictionId: `${'a'.repeat(1500)}.b`, label: 'Dress', expect: invalid(/too long/) },
+    { name: 'prediction id over 2048 characters', predictionId: `${'a'.repeat(3000)}.b`, label: 'Dress', expect: invalid(/too long/) },
     { name: 'tampered prediction id', predictionId: tampered, label: 'Dress', expect: denied(/signature does not match/) },
     { name: 'prediction id from another secret', predictionId: foreign, label: 'Dress', expect: denied(/signature does not match/) },
     { name: 'expired prediction id', predictionId: expired, label: 'Dress', expect: { status: 400, code: 'FAILED_PRECONDITION', grpc: G.FAILED_PRECONDITION, message: /expired/ } },

@@ -10,7 +10,7 @@ const BASE64URL = /^[A-Za-z0-9_-]*={0,2}$/;
 export function decodeBase64(value: unknown, field: string): Buffer {
   if (typeof value !== 'string') throw invalid(`${field} must be a base64 string`);
   const text = value.replace(DATA_URL, '').replace(/\s+/g, '');
-  if (text.length === 0) throw invalid(`${field} is empty`);
+  if (text.replace(/=+$/, '').length === 0) throw invalid(`${field} is empty`);
   if (!(BASE64.test(text) || BASE64URL.test(text)) || text.replace(/=+$/, '').length % 4 === 1) {
     throw invalid(`${field} is not valid base64`);
   }
@@ -49,7 +49,8 @@ export function optionsFrom(
   const topKRaw = pick('topK');
   const topK = topKRaw === undefined ? undefined : Number(topKRaw);
   if (topK !== undefined && !Number.isInteger(topK)) throw invalid('topK must be an integer');
-  return { model: pick('model'), version: pick('version'), routingKey: routingKeyHeader ?? pick('routingKey'), topK };
+  // An empty X-Routing-Key header means no key, as an empty field does.
+  return { model: pick('model'), version: pick('version'), routingKey: routingKeyHeader || pick('routingKey'), topK };
 }
 
 export function requireJsonObject(body: unknown): Record<string, unknown> {
