@@ -222,6 +222,7 @@ export async function hostileCorpus(limits: CorpusLimits): Promise<Corpus> {
   const batchOf = (n: number) => json({ images: new Array(n).fill({ pixels: zeros(784) }) });
   const manyFiles = multipart(new Array(limits.maxBatchImages + 1).fill(0).map((_, i) => ({ field: 'images', file: `${i}.png`, contentType: 'image/png', data: png })));
   const twoFiles = multipart([{ field: 'image', file: 'a.png', data: png }, { field: 'image', file: 'b.png', data: png }]);
+  const sparse = multipart([{ field: 'model[4294967294]', data: 'x' }, { field: 'model[x]', data: 'y' }, { field: 'image', file: 'a.png', data: png }]);
   const wrongField = multipart([{ field: 'photo', file: 'a.png', data: png }]);
   const good = multipart([{ field: 'image', file: 'a.png', contentType: 'image/png', data: png }]);
   const http: HttpCase[] = [
@@ -240,6 +241,14 @@ export async function hostileCorpus(limits: CorpusLimits): Promise<Corpus> {
     { name: 'multipart without a boundary', method: 'POST', path: '/v1/classify', headers: ct('multipart/form-data'), body: good.body, expect: invalid(/malformed multipart body/) },
     { name: 'multipart cut short', method: 'POST', path: '/v1/classify', headers: ct(good.type), body: good.body.subarray(0, good.body.length - 40), expect: invalid(/malformed multipart body/) },
     { name: 'multipart with the file in another field', method: 'POST', path: '/v1/classify', headers: ct(wrongField.type), body: wrongField.body, expect: invalid(/unexpected file field "photo"/) },
+    {
+      name: 'multipart field name with a huge array index (sparse-array CPU attack)',
+      method: 'POST',
+      path: '/v1/classify',
+      headers: ct(sparse.type),
+      body: sparse.body,
+      expect: invalid(/form field names are plain words .* "model\[4294967294\]" is not/),
+    },
     { name: 'multipart with two files for one image', method: 'POST', path: '/v1/classify', headers: ct(twoFiles.type), body: twoFiles.body, expect: invalid(/too many images|unexpected file field/) },
     { name: 'JSON batch over the image limit', method: 'POST', path: '/v1/classify/batch', headers: ct('application/json'), body: batchOf(limits.maxBatchImages + 1), expect: invalid(new RegExp(`at most ${limits.maxBatchImages} images`)) },
     { name: 'multipart batch over the image limit', method: 'POST', path: '/v1/classify/batch', headers: ct(manyFiles.type), body: manyFiles.body, expect: invalid(new RegExp(`at most ${limits.maxBatchImages} per request`)) },

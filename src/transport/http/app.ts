@@ -100,7 +100,9 @@ export function createHttpApp(dataplane: DataPlane, admin: AdminActions, opts: H
   });
 
   const json = express.json({ limit: opts.maxJsonBytes, strict: true });
-  const limits = { fileSize: opts.maxImageBytes, fields: 20, fieldSize: 64 * 1024, parts: opts.maxBatchImages + 20, headerPairs: 200 };
+  // Field names are plain (model, version, topK, routingKey): no `a[b]` nesting and no
+  // `a[4294967294]` indexes, which would make multer build huge sparse arrays (GHSA-535w-7cp7-47q4).
+  const limits = { fileSize: opts.maxImageBytes, fields: 20, fieldSize: 64 * 1024, parts: opts.maxBatchImages + 20, headerPairs: 200, fieldNestingDepth: 0, fieldArrayIndexLimit: 0 };
   const single = multer({ storage: multer.memoryStorage(), limits: { ...limits, files: 1 } }).single('image');
   const many = multer({ storage: multer.memoryStorage(), limits: { ...limits, files: opts.maxBatchImages } }).fields([
     { name: 'images', maxCount: opts.maxBatchImages },
