@@ -19,8 +19,11 @@ function startsWith(bytes: Uint8Array, sig: ArrayLike<number>, at = 0): boolean 
   return true;
 }
 
+/** Bytes [from, to) as latin1 text, cut to what the file has (a 3-byte file has no bytes 4..8). */
 function ascii(bytes: Uint8Array, from: number, to: number): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset + from, Math.max(0, Math.min(to, bytes.length) - from)).toString('latin1');
+  const start = Math.min(from, bytes.length);
+  const end = Math.min(to, bytes.length);
+  return Buffer.from(bytes.buffer, bytes.byteOffset + start, end - start).toString('latin1');
 }
 
 /** Formats we refuse, named so the client learns what it sent. */

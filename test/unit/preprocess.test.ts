@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import sharp from 'sharp';
 import { cornerColor, fitLongestEdge, padCenter, trimBox } from '../../src/preprocess/fashion-convert';
 import { Preprocessor, validatePixels } from '../../src/preprocess/preprocessor';
+import { sniffImage } from '../../src/preprocess/sniff';
 import { readTestSet } from '../../src/tools/fashion-mnist';
 import { brightBox, catalogPhoto, catalogRaw, encode, pngDeclaring } from '../images';
 import { fixtureBytes, fixtureImages } from '../helpers';
@@ -119,5 +120,18 @@ describe('preprocessor', () => {
     assert.throws(() => validatePixels([...new Array(783).fill(0), '7'], 784), /pixels\[783\]/);
     assert.throws(() => validatePixels([...new Array(783).fill(0), NaN], 784), /pixels\[783\]/);
     assert.throws(() => validatePixels('0,0,0', 784), /array/);
+  });
+});
+
+describe('signature sniffing', () => {
+  it('reads only the bytes a file has, whatever its buffer', () => {
+    // A standalone ArrayBuffer as short as the file: reading past its end used to throw a RangeError.
+    for (let n = 1; n <= 12; n++) {
+      const bytes = new Uint8Array(new ArrayBuffer(n)).fill(0x20);
+      assert.deepEqual(sniffImage(bytes), { image: false, what: 'text' }, `${n} bytes`);
+    }
+    assert.deepEqual(sniffImage(new Uint8Array([0x01, 0x02, 0x03])), { image: false, what: 'not a known image format' });
+    assert.deepEqual(sniffImage(new Uint8Array([0x52, 0x49, 0x46, 0x46, 0, 0, 0, 0, 0x57, 0x45, 0x42, 0x50])), { image: true, format: 'webp' });
+    assert.deepEqual(sniffImage(new Uint8Array([0x47, 0x49, 0x46, 0x38, 0x39, 0x61])), { image: true, format: 'gif' });
   });
 });
