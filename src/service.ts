@@ -203,8 +203,9 @@ export async function createService(config: Config, log: AppLogger): Promise<Ser
       // 2b. Then until no connection or request has come in for a moment:
       //     bytes already on their way get read and refused with a 503,
       //     rather than cut off by a reset when the connections close.
-      while (remaining() > 0 && performance.now() - lastHttpActivity < DRAIN_QUIET_MS) {
-        await new Promise((r) => setTimeout(r, Math.min(DRAIN_QUIET_MS, remaining())));
+      let quiet: number;
+      while ((quiet = performance.now() - lastHttpActivity) < DRAIN_QUIET_MS && remaining() > 0) {
+        await new Promise((r) => setTimeout(r, Math.min(DRAIN_QUIET_MS - quiet, remaining())));
       }
       // 3. Stop listening and close the connections: HTTP responses sent
       //    while draining carried `Connection: close`, so none is idle with

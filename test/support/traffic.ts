@@ -95,7 +95,7 @@ export class Traffic {
     });
   }
 
-  /** Outcomes answered after `t` (performance.now()). */
+  /** Outcomes of requests sent after `t` (performance.now()). */
   sentAfter(t: number): Outcome[] {
     return this.outcomes.filter((o) => o.sentAt > t);
   }

@@ -45,11 +45,11 @@ export function unary<Req, Res>(
  * it settles, so a shutdown waits for it.
  */
 export function admitted<Req, Res>(
-  admit: () => () => void,
+  service: { admit(): () => void },
   handler: (request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>,
 ): (request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res> {
   return async (request, call) => {
-    const release = admit();
+    const release = service.admit();
     try {
       return await handler(request, call);
     } finally {

@@ -164,7 +164,7 @@ export function oipGrpcHandlers(dataplane: DataPlane, info: OipServerInfo): grpc
       if (!req.name) throw invalid('name is required');
       return metadata(req.name, req.version);
     }, info.onInternal),
-    ModelInfer: unary<InferRequestMsg, unknown>(admitted(() => dataplane.admit(), async (req) => {
+    ModelInfer: unary<InferRequestMsg, unknown>(admitted(dataplane, async (req) => {
       if (!req.model_name) throw invalid('model_name is required');
       const { inputs, raw } = decodeInputs(req);
       const result = await infer(dataplane, {

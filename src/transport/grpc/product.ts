@@ -86,14 +86,13 @@ export function productHandlers(dataplane: DataPlane, opts: ProductOptions): grp
     const first = res?.model !== undefined ? res : res?.results?.find((r) => r.classification)?.classification;
     dataplane.recordRequest('grpc', seconds, code, first?.model ?? '', first?.arm ?? '');
   };
-  const admit = () => dataplane.admit();
   return {
-    Classify: unary<ClassifyRequestMsg, unknown>(admitted(admit, async (req) => {
+    Classify: unary<ClassifyRequestMsg, unknown>(admitted(dataplane, async (req) => {
       const result = await dataplane.classify(imageFrom(req.image, 'image'), optionsFrom(req));
       return classificationMsg(result);
     }), opts.onInternal, record),
 
-    ClassifyBatch: unary<BatchRequestMsg, unknown>(admitted(admit, async (req) => {
+    ClassifyBatch: unary<BatchRequestMsg, unknown>(admitted(dataplane, async (req) => {
       const images = req.images.map((m, i) => imageFrom(m, `images[${i}]`));
       const results = await dataplane.classifyBatch(images, optionsFrom(req));
       return { results: results.map(itemMsg) };
@@ -122,7 +121,7 @@ export function productHandlers(dataplane: DataPlane, opts: ProductOptions): grp
     },
 
     SendFeedback: unary<{ prediction_id: string; truth?: 'label' | 'label_index'; label?: string; label_index?: number }, unknown>(
-      admitted(admit, async (req) => {
+      admitted(dataplane, async (req) => {
         const label = req.truth === 'label' ? req.label : req.truth === 'label_index' ? req.label_index : undefined;
         const r = await dataplane.feedback({ predictionId: req.prediction_id, label, transport: 'grpc' });
         return { accepted: r.accepted, correct: r.correct, model: r.model, version: r.version, arm: r.arm };

@@ -197,7 +197,6 @@ export function createHttpApp(dataplane: DataPlane, admin: AdminActions, opts: H
     res.json({ ok: (report.failed?.length ?? 0) === 0, ...report });
   });
 
-  const limitsForErrors = { maxImageBytes: opts.maxImageBytes, maxBatchImages: opts.maxBatchImages, maxJsonBytes: opts.maxJsonBytes };
   app.get('/v1/admin/routing', adminAuth(opts.adminToken), (_req: Request, res: Response) => {
     res.json(admin.routing.status());
   });
@@ -217,7 +216,7 @@ export function createHttpApp(dataplane: DataPlane, admin: AdminActions, opts: H
     oipRouter(dataplane, {
       serverName: opts.serverName,
       serverVersion: opts.serverVersion,
-      json: (req, res, next) => json(req, res, (err?: unknown) => next(err === undefined ? undefined : fromHttpLayer(err, limitsForErrors))),
+      json: (req, res, next) => json(req, res, (err?: unknown) => next(err === undefined ? undefined : fromHttpLayer(err, opts))),
       unsupported: unsupportedContentType,
     }),
   );
@@ -227,7 +226,7 @@ export function createHttpApp(dataplane: DataPlane, admin: AdminActions, opts: H
   });
 
   app.use(
-    errorMiddleware({ maxImageBytes: opts.maxImageBytes, maxBatchImages: opts.maxBatchImages, maxJsonBytes: opts.maxJsonBytes }, (err, req) =>
+    errorMiddleware(opts, (err, req) =>
       log.error({ reqId: req.res?.locals.requestId, err: err.cause instanceof Error ? err.cause.stack : String(err.cause) }, 'internal error'),
     ),
   );
