@@ -13,6 +13,7 @@ here: every model was selected on the validation split before this runs.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import re
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from . import data as fdata
+from .dendrites import dendrite_counts
 from .nets import count_macs, count_params
 from .train import predict_logits, to_tensor
 
@@ -55,12 +57,44 @@ def mean_std(values: list[float]) -> dict:
     return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": len(v)}
 
 
+def model_digest(meta: dict, ck: dict) -> str:
+    """SHA-256 of a model's weights and input normalization: the same for `best.pt` and the slim `final.pt`."""
+    h = hashlib.sha256(json.dumps(meta["normalization"], sort_keys=True).encode())
+    for name, t in sorted(ck["model"].items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+PREDICTIONS = "test-predictions.json"
+
+
+def test_predictions(run: Path, model, meta: dict, ck: dict, ds: fdata.FashionMnist) -> np.ndarray:
+    """The run's predicted class for each test image, cached in the run beside its weights.
+
+    The cache (`test-predictions.json`, committed with the run) is keyed by
+    `model_digest`, so changed weights are evaluated again; it lets anyone
+    recompute the McNemar tables without the checkpoints, and lets this
+    script re-run in seconds once a run has been evaluated.
+    """
+    digest = model_digest(meta, ck)
+    cache = run / PREDICTIONS
+    if cache.exists():
+        saved = json.loads(cache.read_text())
+        if saved.get("modelSha256") == digest and len(saved["predictions"]) == len(ds.test.labels):
+            return np.asarray(saved["predictions"], dtype=np.int64)
+    mean, std = meta["normalization"]["mean"], meta["normalization"]["std"]
+    pred = predict_logits(model, to_tensor(ds.test.images, mean, std)).argmax(1).numpy()
+    cache.write_text(json.dumps({"modelSha256": digest, "testSet": "Fashion-MNIST t10k",
+                                 "predictions": pred.tolist()}, separators=(",", ":")) + "\n")
+    return pred
+
+
 def evaluate_run(run: Path, ds: fdata.FashionMnist) -> dict:
     from .package import load_run
 
     model, meta, ck = load_run(run)
-    mean, std = meta["normalization"]["mean"], meta["normalization"]["std"]
-    pred = predict_logits(model, to_tensor(ds.test.images, mean, std)).argmax(1).numpy()
+    pred = test_predictions(run, model, meta, ck, ds)
     # The whole run, not just up to its best epoch: a growth run goes on past
     # its best to know it is the best. A dendritic run adds its base's time.
     seconds = meta.get("wall_seconds", ck["train_seconds"]) + meta.get("base_train_seconds", 0.0)
@@ -68,7 +102,7 @@ def evaluate_run(run: Path, ds: fdata.FashionMnist) -> dict:
         "run": run.name, "correct": pred == ds.test.labels,
         "testAccuracy": float((pred == ds.test.labels).mean()), "validationAccuracy": float(ck["best_val"]),
         "parameters": count_params(model), "macs": count_macs(model), "trainSeconds": float(seconds),
-        "epochs": int(ck["epoch"]),
+        "epochs": int(ck["epoch"]), "dendrites": dendrite_counts(model),
     }
 
 
@@ -90,10 +124,14 @@ def compare(runs: Path, data_dir: str | None = None) -> dict:
             **{f: mean_std([r[f] for r in rows]) for f in ("testAccuracy", "parameters", "macs", "trainSeconds")},
             "runs": [{k: v for k, v in r.items() if k != "correct"} for r in rows],
         }
-    paired = {}
-    for seed in sorted(set(evaluated["baseline"]) & set(evaluated["dendritic"])):
-        paired[str(seed)] = mcnemar(evaluated["baseline"][seed]["correct"], evaluated["dendritic"][seed]["correct"])
-    return {"testSet": "Fashion-MNIST t10k (10,000 images)", "summary": summary, "mcnemarBaselineVsDendritic": paired}
+
+    def paired(a: str, b: str) -> dict:
+        seeds = sorted(set(evaluated[a]) & set(evaluated[b]))
+        return {str(s): mcnemar(evaluated[a][s]["correct"], evaluated[b][s]["correct"]) for s in seeds}
+
+    return {"testSet": "Fashion-MNIST t10k (10,000 images)", "summary": summary,
+            "mcnemarBaselineVsDendritic": paired("baseline", "dendritic"),
+            "mcnemarControlVsDendritic": paired("control", "dendritic")}
 
 
 def markdown(result: dict) -> str:
@@ -104,11 +142,21 @@ def markdown(result: dict) -> str:
         acc, p, m, t = s["testAccuracy"], s["parameters"], s["macs"], s["trainSeconds"]
         lines.append(f"| {names[kind]} | {', '.join(map(str, s['seeds']))} | {100 * acc['mean']:.2f}% ± {100 * acc['std']:.2f} "
                      f"| {p['mean']:,.0f} | {m['mean'] / 1e6:.1f} M | {t['mean'] / 60:.0f} ± {t['std'] / 60:.0f} min |")
-    if result["mcnemarBaselineVsDendritic"]:
-        lines += ["", "| seed | baseline right, dendritic wrong | baseline wrong, dendritic right | McNemar exact p |",
-                  "|---|---|---|---|"]
-        for seed, r in result["mcnemarBaselineVsDendritic"].items():
-            lines.append(f"| {seed} | {r['aRightBWrong']} | {r['aWrongBRight']} | {r['pValue']:.3g} |")
+    lines += ["", "| run | test accuracy | validation accuracy | dendrites per wrapped layer | parameters | epochs to best | training time |",
+              "|---|---|---|---|---|---|---|"]
+    for s in result["summary"].values():
+        for r in s["runs"]:
+            counts = r.get("dendrites") or {}
+            dend = (f"{next(iter(set(counts.values())))} on {', '.join(counts)}" if len(set(counts.values())) == 1
+                    else ", ".join(f"{k}: {v}" for k, v in counts.items())) if counts else "none"
+            lines.append(f"| {r['run']} | {100 * r['testAccuracy']:.2f}% | {100 * r['validationAccuracy']:.2f}% | {dend} "
+                         f"| {r['parameters']:,} | {r['epochs']} | {r['trainSeconds'] / 60:.0f} min |")
+    for key, a in (("mcnemarBaselineVsDendritic", "baseline"), ("mcnemarControlVsDendritic", "control")):
+        if result.get(key):
+            lines += ["", f"| seed | {a} right, dendritic wrong | {a} wrong, dendritic right | McNemar exact p |",
+                      "|---|---|---|---|"]
+            for seed, r in result[key].items():
+                lines.append(f"| {seed} | {r['aRightBWrong']} | {r['aWrongBRight']} | {r['pValue']:.3g} |")
     return "\n".join(lines) + "\n"
 
 

@@ -4,7 +4,9 @@
 
 Each dendritic run is drawn after its base run: the base's epochs, then the
 growth epochs, a vertical line where dendrites were added (solid) or retried
-with fresh ones (dashed). Needs Debian's python3-matplotlib.
+with fresh ones (dashed). The parameter-matched control of the same seed, if
+it has run, is drawn dotted in the same colour: it had the same epoch budget,
+so the two curves end at the same epoch. Needs Debian's python3-matplotlib.
 """
 from __future__ import annotations
 
@@ -33,7 +35,12 @@ def series(run: Path) -> tuple[list[int], list[float], list[tuple[int, str]], st
     return xs, ys, marks, run.name
 
 
-def plot(runs: list[Path], out: Path) -> None:
+def control_series(run: Path) -> tuple[list[int], list[float]]:
+    hist = json.loads((run / "history.json").read_text())
+    return [r["epoch"] for r in hist], [r["val_acc"] for r in hist]
+
+
+def plot(runs: list[Path], out: Path, controls: dict[str, Path] | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -46,6 +53,10 @@ def plot(runs: list[Path], out: Path) -> None:
         ax.plot(xs, ys, marker=".", color=color, label=name)
         for x, kind in marks:
             ax.axvline(x, color=color, alpha=0.5, linestyle="-" if kind == "add" else "--")
+        control = (controls or {}).get(name.removeprefix("dendritic-"))
+        if control is not None:
+            cx, cy = control_series(control)
+            ax.plot(cx, cy, linestyle=":", color=color, label=control.name)
     ax.set_xlabel("epoch (base training, then dendrite growth)")
     ax.set_ylabel("validation accuracy (5,000 held-out training images)")
     ax.set_ylim(0.85, None)
@@ -64,8 +75,9 @@ def main(argv=None) -> None:
     p.add_argument("--out", type=Path, default=Path("results/dendrite-growth.png"))
     a = p.parse_args(argv)
     runs = sorted(d for d in a.runs.glob("dendritic-seed*") if (d / "history.json").exists())
-    plot(runs, a.out)
-    print(json.dumps({"plot": str(a.out), "runs": [r.name for r in runs]}))
+    controls = {d.name.removeprefix("control-"): d for d in a.runs.glob("control-seed*") if (d / "history.json").exists()}
+    plot(runs, a.out, controls)
+    print(json.dumps({"plot": str(a.out), "runs": [r.name for r in runs], "controls": sorted(c.name for c in controls.values())}))
 
 
 if __name__ == "__main__":

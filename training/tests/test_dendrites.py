@@ -8,7 +8,8 @@ import torch
 
 from pctrain.dendrites import (ADD, CONTINUE, RETRY, STOP, DendriteSchedule, DendriticNeuron, ScheduleConfig,
                                add_dendrites, add_dendrites_from_state, dendrite_counts, make_dendritic)
-from pctrain.compare import compare, markdown, mcnemar
+from pctrain import data as fdata
+from pctrain.compare import PREDICTIONS, compare, markdown, mcnemar
 from pctrain.grow import grow
 from pctrain.plot import plot
 from pctrain.nets import Cnn, CnnConfig, count_params
@@ -248,6 +249,20 @@ def test_comparison_and_plot_from_runs(tiny_growth, tmp_path):
     assert 0 <= d["testAccuracy"]["mean"] <= 1 and d["testAccuracy"]["n"] == 1
     assert set(result["mcnemarBaselineVsDendritic"]) == {"1"}
     assert "| Dendritic CNN | 1 |" in markdown(result)
+    assert "| dendritic-seed1 |" in markdown(result) and "| baseline-seed1 |" in markdown(result)
+    # Test predictions are cached in the run, keyed by the weights: a second
+    # comparison reads them back (a doctored cache shows through), and a cache
+    # for other weights is ignored and rewritten.
+    cache = root / "baseline-seed1" / PREDICTIONS
+    saved = json.loads(cache.read_text())
+    assert len(saved["predictions"]) == 10_000
+    labels = fdata.load().test.labels
+    cache.write_text(json.dumps({**saved, "predictions": labels.tolist()}))
+    assert compare(root)["summary"]["baseline"]["testAccuracy"]["mean"] == 1.0
+    cache.write_text(json.dumps({**saved, "modelSha256": "0" * 64, "predictions": labels.tolist()}))
+    again = compare(root)["summary"]["baseline"]
+    assert again["testAccuracy"]["mean"] == result["summary"]["baseline"]["testAccuracy"]["mean"]
+    assert json.loads(cache.read_text()) == saved
     out = tmp_path / "growth.png"
-    plot([root / "dendritic-seed1"], out)
+    plot([root / "dendritic-seed1"], out, {"seed1": root / "baseline-seed1"})  # a control draws as any trained run
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
