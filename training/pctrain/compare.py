@@ -6,8 +6,8 @@ Reads every finished run in `runs/` named `<kind>-seed<N>` (kinds: baseline,
 dendritic, control), evaluates its best checkpoint on the official test set,
 and writes `comparison.json` and `comparison.md`: mean and standard deviation
 over seeds of test accuracy, parameters, multiply-accumulates and training
-time, plus McNemar's exact test between the baseline and dendritic models of
-the same seed (seed 1 is the shipped pair). The test set informs no choice
+time, plus McNemar's exact test between models of the same seed (`PAIRS`;
+seed 1 baseline and dendritic are the shipped pair). The test set informs no choice
 here: every model was selected on the validation split before this runs.
 """
 from __future__ import annotations
@@ -26,8 +26,13 @@ from .dendrites import dendrite_counts
 from .nets import count_macs, count_params
 from .train import predict_logits, to_tensor
 
-KINDS = ("baseline", "dendritic", "control")
-RUN_NAME = re.compile(r"^(baseline|dendritic|control)-seed(\d+)$")
+KINDS = ("baseline", "dendritic", "dendritic-pb", "control")
+NAMES = {"baseline": "Baseline CNN", "dendritic": "Dendritic CNN",
+         "dendritic-pb": "Dendritic CNN, perforated dendrite phase", "control": "Parameter-matched control"}
+RUN_NAME = re.compile(r"^(baseline|dendritic|dendritic-pb|control)-seed(\d+)$")
+# McNemar pairs (A, B), each on the seeds both have: A right and B wrong vs A wrong and B right.
+PAIRS = (("baseline", "dendritic"), ("control", "dendritic"), ("baseline", "dendritic-pb"),
+         ("dendritic", "dendritic-pb"))
 
 
 def mcnemar(a_correct: np.ndarray, b_correct: np.ndarray) -> dict:
@@ -129,18 +134,17 @@ def compare(runs: Path, data_dir: str | None = None) -> dict:
         seeds = sorted(set(evaluated[a]) & set(evaluated[b]))
         return {str(s): mcnemar(evaluated[a][s]["correct"], evaluated[b][s]["correct"]) for s in seeds}
 
+    mcnemars = {f"{a} vs {b}": paired(a, b) for a, b in PAIRS}
     return {"testSet": "Fashion-MNIST t10k (10,000 images)", "summary": summary,
-            "mcnemarBaselineVsDendritic": paired("baseline", "dendritic"),
-            "mcnemarControlVsDendritic": paired("control", "dendritic")}
+            "mcnemar": {k: v for k, v in mcnemars.items() if v}}
 
 
 def markdown(result: dict) -> str:
-    names = {"baseline": "Baseline CNN", "dendritic": "Dendritic CNN", "control": "Parameter-matched control"}
     lines = ["| model | seeds | test accuracy (mean ± std) | parameters | MACs / image | training time |",
              "|---|---|---|---|---|---|"]
     for kind, s in result["summary"].items():
         acc, p, m, t = s["testAccuracy"], s["parameters"], s["macs"], s["trainSeconds"]
-        lines.append(f"| {names[kind]} | {', '.join(map(str, s['seeds']))} | {100 * acc['mean']:.2f}% ± {100 * acc['std']:.2f} "
+        lines.append(f"| {NAMES[kind]} | {', '.join(map(str, s['seeds']))} | {100 * acc['mean']:.2f}% ± {100 * acc['std']:.2f} "
                      f"| {p['mean']:,.0f} | {m['mean'] / 1e6:.1f} M | {t['mean'] / 60:.0f} ± {t['std'] / 60:.0f} min |")
     lines += ["", "| run | test accuracy | validation accuracy | dendrites per wrapped layer | parameters | epochs to best | training time |",
               "|---|---|---|---|---|---|---|"]
@@ -151,12 +155,11 @@ def markdown(result: dict) -> str:
                     else ", ".join(f"{k}: {v}" for k, v in counts.items())) if counts else "none"
             lines.append(f"| {r['run']} | {100 * r['testAccuracy']:.2f}% | {100 * r['validationAccuracy']:.2f}% | {dend} "
                          f"| {r['parameters']:,} | {r['epochs']} | {r['trainSeconds'] / 60:.0f} min |")
-    for key, a in (("mcnemarBaselineVsDendritic", "baseline"), ("mcnemarControlVsDendritic", "control")):
-        if result.get(key):
-            lines += ["", f"| seed | {a} right, dendritic wrong | {a} wrong, dendritic right | McNemar exact p |",
-                      "|---|---|---|---|"]
-            for seed, r in result[key].items():
-                lines.append(f"| {seed} | {r['aRightBWrong']} | {r['aWrongBRight']} | {r['pValue']:.3g} |")
+    for pair, by_seed in result["mcnemar"].items():
+        a, b = pair.split(" vs ")
+        lines += ["", f"| seed | {a} right, {b} wrong | {a} wrong, {b} right | McNemar exact p |", "|---|---|---|---|"]
+        for seed, r in by_seed.items():
+            lines.append(f"| {seed} | {r['aRightBWrong']} | {r['aWrongBRight']} | {r['pValue']:.3g} |")
     return "\n".join(lines) + "\n"
 
 

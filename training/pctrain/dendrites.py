@@ -13,6 +13,17 @@ adding a dendrite leaves the network's function unchanged at that moment.
 Everything here is ordinary Conv/Gemm, Sigmoid, Mul and Add at inference:
 the exporters fold each batch norm into its op (`folded`) and write the
 cascade with standard TF.js layers (`emit_keras`).
+
+Two ways to train a new dendrite:
+  gradient descent  the new dendrite, its u and v and the rest of the
+                    network train together on the task loss;
+  perforated        the Perforated Backpropagation dendrite phase: with the
+                    network frozen and u = 0, the candidate dendrite (its
+                    weights and v) is trained to maximise the magnitude of
+                    its per-channel covariance with the neuron's error
+                    gradient (cascade-correlation style, `candidate_objective`);
+                    then it is frozen for good and the network trains its
+                    own weights and u with the task loss.
 """
 from __future__ import annotations
 
@@ -56,6 +67,12 @@ class DendriticNeuron(nn.Module):
         self.dendrites = nn.ModuleList()
         self.u = nn.ParameterList()  # u[k]: [C], dendrite k -> neuron
         self.v = nn.ParameterList()  # v[k]: [k, C], dendrites j<k -> dendrite k
+        # Dendrites [0, frozen) are fixed (perforated training): no gradient,
+        # and their batch norms stay in inference mode when the model trains.
+        self.frozen = 0
+        # While a list, forward appends (neuron output, newest dendrite's
+        # output) to it: the candidate phase reads both.
+        self.record: list[tuple[torch.Tensor, torch.Tensor]] | None = None
 
     @property
     def channels(self) -> int:
@@ -75,6 +92,25 @@ class DendriticNeuron(nn.Module):
     def dendrite_parameters(self) -> list[nn.Parameter]:
         return [*self.dendrites.parameters(), *self.u, *self.v]
 
+    def candidate_parameters(self) -> list[nn.Parameter]:
+        """What the candidate phase trains: the newest dendrite's weights and its cascade v (none for the first)."""
+        if not self.count:
+            return []
+        return [*self.dendrites[-1].parameters(), *([self.v[-1]] if self.count > 1 else [])]
+
+    def freeze(self) -> None:
+        """Fix every dendrite and cascade weight as it is now; u stays trainable."""
+        for p in [*self.dendrites.parameters(), *self.v]:
+            p.requires_grad_(False)
+        self.frozen = self.count
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> "DendriticNeuron":
+        super().train(mode)
+        for d in self.dendrites[: self.frozen]:
+            d.eval()
+        return self
+
     def base_parameters(self) -> list[nn.Parameter]:
         return [*self.op.parameters(), *self.bn.parameters()]
 
@@ -88,6 +124,8 @@ class DendriticNeuron(nn.Module):
             d = torch.sigmoid(pre)
             outs.append(d)
             y = y + _per_channel(self.u[k], y) * d
+        if self.record is not None and outs:
+            self.record.append((y, outs[-1]))
         return y
 
     # ---- inference forms ----------------------------------------------
@@ -161,6 +199,54 @@ def add_dendrites(model: nn.Module) -> None:
     """Add one fresh dendrite to every wrapped neuron."""
     for neuron in dendritic_neurons(model).values():
         neuron.add_dendrite()
+
+
+def freeze_dendrites(model: nn.Module) -> None:
+    for neuron in dendritic_neurons(model).values():
+        neuron.freeze()
+
+
+def candidate_objective(d: torch.Tensor, err: torch.Tensor) -> torch.Tensor:
+    """sum over channels of |cov(d_c, e_c)|, the covariance taken over batch and positions.
+
+    `d` is a candidate dendrite's output, `err` the gradient of the loss with
+    respect to its neuron's output (same shape, [N,C] or [N,C,H,W]). A
+    dendrite whose output moves with the neuron's error can, once its u is
+    learned, cancel part of that error.
+    """
+    c = d.shape[1]
+    d2 = d.transpose(0, 1).reshape(c, -1)
+    e2 = err.transpose(0, 1).reshape(c, -1)
+    cov = ((d2 - d2.mean(1, keepdim=True)) * (e2 - e2.mean(1, keepdim=True))).mean(1)
+    return cov.abs().sum()
+
+
+def candidate_step(model: nn.Module, x: torch.Tensor, target: torch.Tensor, loss_fn, opt) -> float:
+    """One batch of the dendrite phase; returns the summed objective before the step.
+
+    The error of each wrapped neuron is the gradient of the task loss with
+    respect to its output; the newest dendrite of every neuron (whose u is
+    still zero, so the network's function and loss are unchanged by it)
+    takes one step up its `candidate_objective`. Only candidate parameters
+    receive gradients; `opt` should hold exactly those.
+    """
+    neurons = list(dendritic_neurons(model).values())
+    params = [p for n in neurons for p in n.candidate_parameters()]
+    for n in neurons:
+        n.record = []
+    try:
+        loss = loss_fn(model(x), target)
+        outputs = [n.record[-1][0] for n in neurons]
+        errors = torch.autograd.grad(loss, outputs, retain_graph=True)
+        objective = sum(candidate_objective(n.record[-1][1], e.detach()) for n, e in zip(neurons, errors))
+        grads = torch.autograd.grad(-objective, params)
+    finally:
+        for n in neurons:
+            n.record = None
+    for p, g in zip(params, grads):
+        p.grad = g
+    opt.step()
+    return objective.item()
 
 
 def dendrite_counts(model: nn.Module) -> dict[str, int]:

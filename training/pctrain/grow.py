@@ -4,7 +4,11 @@
 
 The run starts from the base run's best checkpoint, asks `DendriteSchedule`
 what to do after every epoch, and rolls back / adds dendrites / rebuilds the
-optimizer and learning-rate schedule as it says. `best.pt` is always the best
+optimizer and learning-rate schedule as it says. With `--method perforated`
+each new set of dendrites first goes through the Perforated Backpropagation
+dendrite phase (`--candidate-epochs` of covariance training with the
+network frozen, see dendrites.py) and is then frozen; the epochs the
+schedule counts train the network's own weights and u. `best.pt` is always the best
 validation checkpoint (the one packaged), `last.pt` the resume point:
 re-running the same command continues where it stopped. The test set is never
 looked at here.
@@ -14,34 +18,77 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
 from . import data as fdata
 from .checkpoints import best_checkpoint, load_model, write_final
-from .dendrites import (ADD, RETRY, STOP, DendriteSchedule, ScheduleConfig, add_dendrites,
-                        dendrite_counts, make_dendritic)
+from .augment import shift_and_flip
+from .dendrites import (ADD, RETRY, STOP, DendriteSchedule, ScheduleConfig, add_dendrites, candidate_step,
+                        dendrite_counts, dendritic_neurons, freeze_dendrites, make_dendritic)
 from .nets import count_params
 from .train import TrainConfig, Trainer, accuracy, predict_logits, set_determinism
 
 DEFAULT_LAYERS = ("conv1", "conv2", "conv3", "conv4")
 DEFAULT_MAX_LR = 5e-4
+GRADIENT, PERFORATED = "gradient", "perforated"
+
+
+@dataclass(frozen=True)
+class CandidateConfig:
+    """The Perforated Backpropagation dendrite phase (method "perforated")."""
+
+    epochs: int = 1       # passes over the training set per new dendrite set
+    lr: float = 1e-3      # Adam, constant
 
 
 class Grower:
     """The dendritic training loop around a `Trainer` (data, epochs, optimizer)."""
 
     def __init__(self, out: Path, meta: dict, cfg: TrainConfig, schedule: DendriteSchedule,
-                 layers: list[str], ds: fdata.FashionMnist, log=print):
+                 layers: list[str], ds: fdata.FashionMnist, log=print, candidates: CandidateConfig | None = None):
         self.out, self.meta, self.cfg, self.schedule, self.layers, self.log = out, meta, cfg, schedule, layers, log
         norm = meta["normalization"]
         self.ds, self.mean, self.std = ds, norm["mean"], norm["std"]
+        self.candidates = candidates  # None: gradient-descent dendrites
         self.trainer: Trainer | None = None
 
     def model_from(self, ck: dict) -> torch.nn.Module:
-        return make_dendritic(load_model(self.meta, ck), self.layers)
+        model = make_dendritic(load_model(self.meta, ck), self.layers)
+        if self.candidates is not None:
+            freeze_dendrites(model)  # perforated: a dendrite, once trained as a candidate, stays fixed
+        return model
+
+    def train_candidates(self, model: torch.nn.Module) -> dict:
+        """The dendrite phase: train each neuron's newest dendrite to covary with the neuron's error.
+
+        The network is frozen (inference mode, no updates) and every u is
+        still zero, so the loss and its gradients are the network's own; only
+        the candidates' weights, batch norms and cascade weights v change.
+        """
+        t, cc = self.trainer, self.candidates
+        neurons = list(dendritic_neurons(model).values())
+        params = [p for n in neurons for p in n.candidate_parameters()]
+        opt = torch.optim.Adam(params, lr=cc.lr)
+        model.eval()
+        for n in neurons:
+            n.dendrites[-1].train()
+        t0, total, steps = time.time(), 0.0, 0
+        for _ in range(cc.epochs):
+            perm = torch.randperm(len(t.y_train), generator=t.gen)
+            total, steps = 0.0, 0
+            for i in range(0, len(perm), self.cfg.batch_size):
+                idx = perm[i : i + self.cfg.batch_size]
+                if len(idx) < 2:  # the candidates' batch norms need two samples
+                    continue
+                x = shift_and_flip(t.x_train[idx], self.cfg.max_shift, self.cfg.flip_p, t.gen)
+                total += candidate_step(model, x, t.y_train[idx], t.loss_fn, opt)
+                steps += 1
+        seconds = time.time() - t0
+        t.train_seconds += seconds
+        return {"objective": round(total / max(steps, 1), 8), "seconds": round(seconds, 1)}
 
     def attach(self, model: torch.nn.Module) -> None:
         """Train `model` from here on, with a fresh optimizer and LR schedule."""
@@ -55,13 +102,18 @@ class Grower:
         t = self.trainer
         torch.save({**t.state(), "schedule": self.schedule.state_dict()}, self.out / name)
 
-    def grow_from_best(self, event: str) -> None:
+    def grow_from_best(self, event: str) -> dict:
         """Roll back to the best checkpoint and add one dendrite per wrapped neuron."""
         best = torch.load(self.out / "best.pt")
         model = self.model_from(best)
         add_dendrites(model)
+        row = {"event": event, "dendrites": dendrite_counts(model), "params": count_params(model)}
+        if self.candidates is not None:
+            row["candidates"] = self.train_candidates(model)
+            freeze_dendrites(model)
         self.attach(model)
-        self.log(json.dumps({"event": event, "dendrites": dendrite_counts(model), "params": count_params(model)}))
+        self.log(json.dumps(row))
+        return row
 
     def start(self, base_ck: dict) -> None:
         model = self.model_from(base_ck)
@@ -75,7 +127,9 @@ class Grower:
         self.checkpoint("best.pt")
         action = self.schedule.start(val)
         assert action == ADD
-        self.grow_from_best("add")
+        added = self.grow_from_best("add")
+        if "candidates" in added:
+            t.history[0]["candidates"] = added["candidates"]
         self.checkpoint("last.pt")
 
     def resume(self, ck: dict) -> None:
@@ -102,8 +156,10 @@ class Grower:
                 t.best_val = val
                 self.checkpoint("best.pt")
             if action in (ADD, RETRY):
-                self.grow_from_best(action)
+                added = self.grow_from_best(action)
                 t.history[-1]["after"] = action
+                if "candidates" in added:
+                    t.history[-1]["candidates"] = added["candidates"]
             elif action == STOP:
                 t.history[-1]["after"] = "stop"
             self.checkpoint("last.pt")
@@ -114,9 +170,12 @@ class Grower:
 
 
 def grow(base: Path, out: Path, sched: ScheduleConfig, layers: list[str], seed: int,
-         max_lr: float = DEFAULT_MAX_LR, data_dir: str | None = None, log=print) -> dict:
+         max_lr: float = DEFAULT_MAX_LR, data_dir: str | None = None, log=print,
+         candidates: CandidateConfig | None = None) -> dict:
     """Grow (or resume growing) dendrites on `base`'s best checkpoint into `out`.
 
+    `candidates` set: perforated training (each new dendrite set goes through
+    the dendrite phase, then is frozen); None: gradient-descent dendrites.
     A finished run (one with `final.pt`) is left as it is.
     """
     if (out / "final.pt").exists():
@@ -131,15 +190,19 @@ def grow(base: Path, out: Path, sched: ScheduleConfig, layers: list[str], seed: 
     set_determinism(cfg.seed, cfg.threads)
     base_ck = best_checkpoint(base)
     meta = {"train": asdict(cfg), "normalization": base_meta["normalization"], "kind": "dendritic",
-            "description": "The baseline CNN with gradient-descent dendrites grown on "
-                           + ", ".join(layers) + " (Perforated Backpropagation style)",
+            "description": ("The baseline CNN with gradient-descent dendrites grown on " if candidates is None else
+                            "The baseline CNN with dendrites trained by the Perforated Backpropagation dendrite phase on ")
+                           + ", ".join(layers),
             "base_run": str(base), "base_train_seconds": base_meta.get("wall_seconds", base_ck["train_seconds"]),
-            "dendrites": {"layers": list(layers), "init_std": 0.01}, "schedule": asdict(sched)}
+            "dendrites": {"layers": list(layers), "init_std": 0.01,
+                          "method": GRADIENT if candidates is None else PERFORATED,
+                          **({"candidates": asdict(candidates)} if candidates is not None else {})},
+            "schedule": asdict(sched)}
     ds = fdata.load(cfg.data_dir, cfg.val_per_class, cfg.split_seed)
     if cfg.train_limit:
         ds = fdata.FashionMnist(fdata.subset(ds.train, cfg.train_limit, cfg.seed), ds.val, ds.test, ds.source_dir)
     (out / "config.json").write_text(json.dumps(meta, indent=1))
-    grower = Grower(out, meta, cfg, DendriteSchedule(sched), list(layers), ds, log)
+    grower = Grower(out, meta, cfg, DendriteSchedule(sched), list(layers), ds, log, candidates)
     if (out / "last.pt").exists():
         ck = torch.load(out / "last.pt")
         grower.schedule = DendriteSchedule.from_state(sched, ck["schedule"])
@@ -168,11 +231,16 @@ def main(argv=None) -> None:
     p.add_argument("--min-delta", type=float, default=ScheduleConfig.min_delta)
     p.add_argument("--max-lr", type=float, default=DEFAULT_MAX_LR,
                    help="each cycle anneals from this to 0 (cosine) over --cycle-epochs")
+    p.add_argument("--method", choices=[GRADIENT, PERFORATED], default=GRADIENT,
+                   help="gradient: dendrites train with the network; perforated: the dendrite phase, then frozen")
+    p.add_argument("--candidate-epochs", type=int, default=CandidateConfig.epochs)
+    p.add_argument("--candidate-lr", type=float, default=CandidateConfig.lr)
     p.add_argument("--data-dir", default=None)
     a = p.parse_args(argv)
     sched = ScheduleConfig(patience=a.patience, cycle_epochs=a.cycle_epochs, max_additions=a.max_additions,
                            max_retries=a.max_retries, min_delta=a.min_delta)
-    print(json.dumps(grow(a.base, a.out, sched, a.layers, a.seed, a.max_lr, a.data_dir)))
+    candidates = CandidateConfig(a.candidate_epochs, a.candidate_lr) if a.method == PERFORATED else None
+    print(json.dumps(grow(a.base, a.out, sched, a.layers, a.seed, a.max_lr, a.data_dir, candidates=candidates)))
 
 
 if __name__ == "__main__":

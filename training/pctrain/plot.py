@@ -41,6 +41,8 @@ def control_series(run: Path) -> tuple[list[int], list[float]]:
 
 
 def plot(runs: list[Path], out: Path, controls: dict[str, Path] | None = None) -> None:
+    """Draw `runs` (dendritic, any method); `controls` maps "seedN" to that seed's control run."""
+    controls = dict(controls or {})
     import matplotlib
 
     matplotlib.use("Agg")
@@ -53,13 +55,13 @@ def plot(runs: list[Path], out: Path, controls: dict[str, Path] | None = None) -
         ax.plot(xs, ys, marker=".", color=color, label=name)
         for x, kind in marks:
             ax.axvline(x, color=color, alpha=0.5, linestyle="-" if kind == "add" else "--")
-        control = (controls or {}).get(name.removeprefix("dendritic-"))
+        control = controls.pop(name.rsplit("-", 1)[-1], None)  # once per seed
         if control is not None:
             cx, cy = control_series(control)
             ax.plot(cx, cy, linestyle=":", color=color, label=control.name)
     ax.set_xlabel("epoch (base training, then dendrite growth)")
     ax.set_ylabel("validation accuracy (5,000 held-out training images)")
-    ax.set_ylim(0.85, None)
+    ax.set_ylim(0.88, None)
     ax.grid(alpha=0.3)
     ax.set_title("Dendritic growth: solid line = dendrites added, dashed = fresh dendrites retried")
     ax.legend(loc="lower right")
@@ -74,10 +76,12 @@ def main(argv=None) -> None:
     p.add_argument("--runs", type=Path, default=Path("runs"))
     p.add_argument("--out", type=Path, default=Path("results/dendrite-growth.png"))
     a = p.parse_args(argv)
-    runs = sorted(d for d in a.runs.glob("dendritic-seed*") if (d / "history.json").exists())
+    # gradient-descent runs first, so each seed's control takes their colour
+    runs = sorted((d for d in a.runs.glob("dendritic*-seed*") if (d / "history.json").exists()),
+                  key=lambda d: (d.name.startswith("dendritic-pb"), d.name))
     controls = {d.name.removeprefix("control-"): d for d in a.runs.glob("control-seed*") if (d / "history.json").exists()}
-    plot(runs, a.out, controls)
     print(json.dumps({"plot": str(a.out), "runs": [r.name for r in runs], "controls": sorted(c.name for c in controls.values())}))
+    plot(runs, a.out, controls)
 
 
 if __name__ == "__main__":

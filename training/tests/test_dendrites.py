@@ -2,15 +2,17 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 import torch
 
 from pctrain.dendrites import (ADD, CONTINUE, RETRY, STOP, DendriteSchedule, DendriticNeuron, ScheduleConfig,
-                               add_dendrites, add_dendrites_from_state, dendrite_counts, make_dendritic)
+                               add_dendrites, add_dendrites_from_state, candidate_objective, candidate_step,
+                               dendrite_counts, dendritic_neurons, freeze_dendrites, make_dendritic)
 from pctrain import data as fdata
 from pctrain.compare import PREDICTIONS, compare, markdown, mcnemar
-from pctrain.grow import grow
+from pctrain.grow import CandidateConfig, grow
 from pctrain.plot import plot
 from pctrain.nets import Cnn, CnnConfig, count_params
 from pctrain.package import package
@@ -89,6 +91,78 @@ def test_gradients_reach_exactly_the_parameters_that_should_train():
     got = grads_after_one_loss(model)
     assert all(got.values()), [n for n, ok in got.items() if not ok]
     assert sum(1 for n in got if ".v." in n) == len(ALL)  # v[1]: dendrite 1 -> dendrite 2
+
+
+def test_candidate_objective_is_the_summed_per_channel_covariance_magnitude():
+    g = torch.Generator().manual_seed(3)
+    d, e = torch.rand(5, 3, 4, 4, generator=g), torch.randn(5, 3, 4, 4, generator=g)
+    dn, en = d.numpy(), e.numpy()
+    expected = sum(abs(np.mean((dn[:, c] - dn[:, c].mean()) * (en[:, c] - en[:, c].mean()))) for c in range(3))
+    assert candidate_objective(d, e).item() == pytest.approx(expected, rel=1e-5)
+    assert candidate_objective(d, -e).item() == pytest.approx(expected, rel=1e-5)  # magnitude: either sign helps
+    flat_d, flat_e = d[:, :, 0, 0], e[:, :, 0, 0]  # [N,C] for dense neurons
+    assert candidate_objective(flat_d, flat_e).item() > 0
+
+
+def labelled_batch(n=16, seed=1):
+    return batch(n, seed), torch.randint(0, 10, (n,), generator=torch.Generator().manual_seed(seed))
+
+
+def test_perforated_dendrite_phase_trains_only_the_candidates_and_keeps_the_function():
+    torch.manual_seed(0)
+    model = make_dendritic(perturbed(Cnn(SMALL)), ["conv2", "fc1"])
+    add_dendrites(model)
+    with torch.no_grad():  # an older dendrite that matters, then frozen
+        for n in dendritic_neurons(model).values():
+            n.u[0].fill_(0.5)
+    freeze_dendrites(model)
+    add_dendrites(model)  # the candidates
+    x, y = labelled_batch()
+    model.eval()
+    for n in dendritic_neurons(model).values():
+        n.dendrites[-1].train()
+    before_out = model(x).detach()
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    candidates = {id(p) for n in dendritic_neurons(model).values() for p in n.candidate_parameters()}
+    names = {id(p): k for k, p in model.named_parameters()}
+    assert {names[i] for i in candidates} == {f"neurons.{n}.{part}" for n in ("conv2", "fc1") for part in (
+        "dendrites.1.op.weight", "dendrites.1.bn.weight", "dendrites.1.bn.bias", "v.1")}
+    opt = torch.optim.Adam([p for n in dendritic_neurons(model).values() for p in n.candidate_parameters()], lr=1e-2)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    objectives = [candidate_step(model, x, y, loss_fn, opt) for _ in range(15)]
+    assert objectives[-1] > 2 * objectives[0], objectives  # the covariance grows
+    after = model.state_dict()
+    changed = {k for k in after if not torch.equal(after[k], before[k])}
+    # Only the candidates moved (weights, v, and their batch-norm statistics);
+    # the network, the frozen dendrite and every u are as they were.
+    assert changed and all(".dendrites.1." in k or ".v.1" in k for k in changed), changed
+    assert {k for k in changed if ".v.1" in k} == {"neurons.conv2.v.1", "neurons.fc1.v.1"}
+    model.eval()
+    assert torch.allclose(model(x), before_out, atol=1e-6)  # u = 0: the candidates change nothing yet
+
+
+def test_perforated_network_phase_leaves_frozen_dendrites_alone():
+    torch.manual_seed(0)
+    model = make_dendritic(perturbed(Cnn(SMALL)), ["conv2", "fc1"])
+    add_dendrites(model)
+    freeze_dendrites(model)
+    x, y = labelled_batch()
+    model.train()
+    assert all(not n.dendrites[0].training for n in dendritic_neurons(model).values())
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    with torch.no_grad():
+        for n in dendritic_neurons(model).values():
+            n.u[0].fill_(0.5)  # so the dendrites' weights would get gradient if they were trainable
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    torch.nn.CrossEntropyLoss()(model(x), y).backward()
+    opt.step()
+    after = model.state_dict()
+    for k in after:
+        moved = not torch.equal(after[k], before[k])
+        if ".dendrites." in k or ".v." in k:
+            assert not moved, k  # weights and batch-norm statistics of a frozen dendrite
+        elif k.endswith((".u.0", "op.weight")) or "running_mean" in k:
+            assert moved, k
 
 
 def test_state_dict_round_trip_rebuilds_the_dendrite_structure():
@@ -240,6 +314,19 @@ def test_mcnemar_exact_p_value():
     assert mcnemar([True] * 500 + [False] * 500, [False] * 500 + [True] * 500)["pValue"] == 1.0
 
 
+def test_perforated_growth_run(tiny_growth, tmp_path):
+    root, sched, *_ = tiny_growth
+    out = tmp_path / "dendritic-pb-seed1"
+    result = grow(root / "baseline-seed1", out, sched, ["conv2", "fc1"], seed=2, log=lambda *_: None,
+                  candidates=CandidateConfig(epochs=1))
+    meta = json.loads((out / "config.json").read_text())
+    assert meta["dendrites"]["method"] == "perforated" and meta["dendrites"]["candidates"]["epochs"] == 1
+    history = json.loads((out / "history.json").read_text())
+    assert history[0]["candidates"]["objective"] > 0  # the first dendrite phase ran before epoch 1
+    assert history[-1]["after"] == "stop" and set(result["dendrites"]) == {"conv2", "fc1"}
+    assert (out / "final.pt").exists()
+
+
 def test_comparison_and_plot_from_runs(tiny_growth, tmp_path):
     root, *_ = tiny_growth
     result = compare(root)
@@ -247,7 +334,7 @@ def test_comparison_and_plot_from_runs(tiny_growth, tmp_path):
     d = result["summary"]["dendritic"]
     assert d["parameters"]["mean"] > result["summary"]["baseline"]["parameters"]["mean"]
     assert 0 <= d["testAccuracy"]["mean"] <= 1 and d["testAccuracy"]["n"] == 1
-    assert set(result["mcnemarBaselineVsDendritic"]) == {"1"}
+    assert set(result["mcnemar"]) == {"baseline vs dendritic"} and set(result["mcnemar"]["baseline vs dendritic"]) == {"1"}
     assert "| Dendritic CNN | 1 |" in markdown(result)
     assert "| dendritic-seed1 |" in markdown(result) and "| baseline-seed1 |" in markdown(result)
     # Test predictions are cached in the run, keyed by the weights: a second
