@@ -9,6 +9,8 @@
 # Steps (default order: the shipped pair first, then the other seeds):
 #   base N   baseline CNN, seed N, 15 epochs                    runs/baseline-seedN
 #   dend N   dendrites grown on baseline seed N                 runs/dendritic-seedN
+#   pb N     dendrites grown on baseline seed N with the Perforated
+#            Backpropagation dendrite phase (--method perforated)  runs/dendritic-pb-seedN
 #   ctrl N   baseline widened to the dendritic parameter count,
 #            trained from scratch for as many epochs as the
 #            dendritic model had in all (base + growth)         runs/control-seedN
@@ -19,12 +21,13 @@ cd "$(dirname "$0")"
 PY=/usr/bin/python3
 
 # 994,034 parameters: within 1% of the dendritic model with two dendrites on
-# conv1..conv4 (1,002,026); see training/README section "Dendritic".
+# conv1..conv4 (1,002,026); see README.md, "Dendritic optimization".
 CONTROL_NET=(--channels 40 40 72 72 --dense 256)
 BASE_EPOCHS=15
 
 base() { $PY -m pctrain.train --out "runs/baseline-seed$1" --seed "$1" --epochs $BASE_EPOCHS; }
 dend() { $PY -m pctrain.grow --base "runs/baseline-seed$1" --out "runs/dendritic-seed$1" --seed "$1"; }
+pb() { $PY -m pctrain.grow --base "runs/baseline-seed$1" --out "runs/dendritic-pb-seed$1" --seed "$1" --method perforated; }
 # The same budget in epochs as the dendritic model of the same seed: base + growth.
 ctrl() {
   local growth
