@@ -6,7 +6,8 @@
 #
 #   nohup bash training/campaign.sh > training/runs/campaign.log 2>&1 &
 #
-# Steps (default order: the shipped pair first, then the other seeds):
+# Steps (default order: the shipped pair first, then the other seeds, then
+# the perforated runs on the same baselines):
 #   base N   baseline CNN, seed N, 15 epochs                    runs/baseline-seedN
 #   dend N   dendrites grown on baseline seed N                 runs/dendritic-seedN
 #   pb N     dendrites grown on baseline seed N with the Perforated
@@ -37,7 +38,7 @@ ctrl() {
 
 steps=("$@")
 if ((${#steps[@]} == 0)); then
-  steps=(base 1 dend 1 base 2 dend 2 ctrl 1 base 3 dend 3 ctrl 2 ctrl 3)
+  steps=(base 1 dend 1 base 2 dend 2 ctrl 1 base 3 dend 3 ctrl 2 ctrl 3 pb 1 pb 2 pb 3)
 fi
 for ((i = 0; i < ${#steps[@]}; i += 2)); do
   echo "== $(date -u +%FT%TZ) ${steps[i]} seed ${steps[i + 1]}"

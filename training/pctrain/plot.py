@@ -4,9 +4,12 @@
 
 Each dendritic run is drawn after its base run: the base's epochs, then the
 growth epochs, a vertical line where dendrites were added (solid) or retried
-with fresh ones (dashed). The parameter-matched control of the same seed, if
-it has run, is drawn dotted in the same colour: it had the same epoch budget,
-so the two curves end at the same epoch. Needs Debian's python3-matplotlib.
+with fresh ones (dashed); gradient-descent and perforated runs get a panel
+each, since both grow on the same base runs and would hide each other. The
+parameter-matched control of the same seed, if it has run, is drawn dotted
+in the same colour: it had the gradient-descent run's epoch budget, so in
+that panel the two curves end at the same epoch. Needs Debian's
+python3-matplotlib.
 """
 from __future__ import annotations
 
@@ -40,35 +43,53 @@ def control_series(run: Path) -> tuple[list[int], list[float]]:
     return [r["epoch"] for r in hist], [r["val_acc"] for r in hist]
 
 
-def plot(runs: list[Path], out: Path, controls: dict[str, Path] | None = None) -> None:
-    """Draw `runs` (dendritic, any method); `controls` maps "seedN" to that seed's control run."""
-    controls = dict(controls or {})
+METHODS = (("dendritic-pb", "perforated dendrite phase"), ("dendritic", "gradient-descent dendrites"))
+
+
+def method_of(run: Path) -> str:
+    """The panel title of a dendritic run, from its name (dendritic-pb-seedN or dendritic-seedN)."""
+    return next(title for prefix, title in METHODS if run.name.startswith(prefix + "-"))
+
+
+def plot(runs: list[Path], out: Path, controls: dict[str, Path] | None = None) -> list[str]:
+    """Draw `runs` (dendritic, any method), one panel per method with a shared
+    accuracy axis; `controls` maps "seedN" to that seed's control run, drawn
+    dotted in that seed's colour in every panel with a run of that seed.
+    Returns the panel titles, left to right."""
+    controls = controls or {}
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 5), dpi=110)
-    for i, run in enumerate(runs):
-        xs, ys, marks, name = series(run)
-        color = f"C{i}"
-        ax.plot(xs, ys, marker=".", color=color, label=name)
-        for x, kind in marks:
-            ax.axvline(x, color=color, alpha=0.5, linestyle="-" if kind == "add" else "--")
-        control = controls.pop(name.rsplit("-", 1)[-1], None)  # once per seed
-        if control is not None:
-            cx, cy = control_series(control)
-            ax.plot(cx, cy, linestyle=":", color=color, label=control.name)
-    ax.set_xlabel("epoch (base training, then dendrite growth)")
-    ax.set_ylabel("validation accuracy (5,000 held-out training images)")
-    ax.set_ylim(0.88, None)
-    ax.grid(alpha=0.3)
-    ax.set_title("Dendritic growth: solid line = dendrites added, dashed = fresh dendrites retried")
-    ax.legend(loc="lower right")
+    titles = [title for _, title in reversed(METHODS) if any(method_of(r) == title for r in runs)]
+    seeds = sorted({r.name.rsplit("-", 1)[-1] for r in runs})
+    fig, axes = plt.subplots(1, len(titles), figsize=(7 * len(titles), 5), dpi=110, sharey=True, squeeze=False)
+    for ax, title in zip(axes[0], titles):
+        for run in (r for r in runs if method_of(r) == title):
+            xs, ys, marks, name = series(run)
+            seed = name.rsplit("-", 1)[-1]
+            color = f"C{seeds.index(seed)}"
+            ax.plot(xs, ys, marker=".", color=color, label=name)
+            nudge = 0.12 * (seeds.index(seed) - (len(seeds) - 1) / 2)  # seeds often add at the same epoch
+            for x, kind in marks:
+                ax.axvline(x + nudge, color=color, alpha=0.6, linestyle="-" if kind == "add" else "--")
+            if seed in controls:
+                cx, cy = control_series(controls[seed])
+                ax.plot(cx, cy, linestyle=":", color=color, label=controls[seed].name)
+        ax.set_title(title)
+        ax.set_xlabel("epoch (base training, then dendrite growth)")
+        ax.set_ylim(0.92, None)  # the growth is what matters; the early base epochs run lower
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right")
+    axes[0][0].set_ylabel("validation accuracy (5,000 held-out training images)")
+    fig.suptitle("Validation accuracy; vertical lines: dendrites added (solid), fresh dendrites retried (dashed); "
+                 "dotted: parameter-matched control")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
     plt.close(fig)
+    return titles
 
 
 def main(argv=None) -> None:
@@ -76,9 +97,7 @@ def main(argv=None) -> None:
     p.add_argument("--runs", type=Path, default=Path("runs"))
     p.add_argument("--out", type=Path, default=Path("results/dendrite-growth.png"))
     a = p.parse_args(argv)
-    # gradient-descent runs first, so each seed's control takes their colour
-    runs = sorted((d for d in a.runs.glob("dendritic*-seed*") if (d / "history.json").exists()),
-                  key=lambda d: (d.name.startswith("dendritic-pb"), d.name))
+    runs = sorted(d for d in a.runs.glob("dendritic*-seed*") if (d / "history.json").exists())
     controls = {d.name.removeprefix("control-"): d for d in a.runs.glob("control-seed*") if (d / "history.json").exists()}
     print(json.dumps({"plot": str(a.out), "runs": [r.name for r in runs], "controls": sorted(c.name for c in controls.values())}))
     plot(runs, a.out, controls)

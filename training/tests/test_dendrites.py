@@ -325,6 +325,11 @@ def test_perforated_growth_run(tiny_growth, tmp_path):
     assert history[0]["candidates"]["objective"] > 0  # the first dendrite phase ran before epoch 1
     assert history[-1]["after"] == "stop" and set(result["dendrites"]) == {"conv2", "fc1"}
     assert (out / "final.pt").exists()
+    # Both methods grow on the same base runs: the plot gives each its own panel.
+    png = tmp_path / "growth.png"
+    panels = plot([out, root / "dendritic-seed1"], png, {"seed1": root / "baseline-seed1"})
+    assert panels == ["gradient-descent dendrites", "perforated dendrite phase"]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_comparison_and_plot_from_runs(tiny_growth, tmp_path):
@@ -351,5 +356,6 @@ def test_comparison_and_plot_from_runs(tiny_growth, tmp_path):
     assert again["testAccuracy"]["mean"] == result["summary"]["baseline"]["testAccuracy"]["mean"]
     assert json.loads(cache.read_text()) == saved
     out = tmp_path / "growth.png"
-    plot([root / "dendritic-seed1"], out, {"seed1": root / "baseline-seed1"})  # a control draws as any trained run
+    assert plot([root / "dendritic-seed1"], out, {"seed1": root / "baseline-seed1"}) == [  # a control draws as any trained run
+        "gradient-descent dendrites"]
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
