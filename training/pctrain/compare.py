@@ -3,7 +3,7 @@
     python3 -m pctrain.compare --runs runs --out results
 
 Reads every finished run in `runs/` named `<kind>-seed<N>` (kinds: baseline,
-dendritic, control), evaluates its best checkpoint on the official test set,
+dendritic, dendritic-pb, control), evaluates its best checkpoint on the official test set,
 and writes `comparison.json` and `comparison.md`: mean and standard deviation
 over seeds of test accuracy, parameters, multiply-accumulates and training
 time, plus McNemar's exact test between models of the same seed (`PAIRS`;

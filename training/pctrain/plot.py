@@ -17,6 +17,8 @@ import argparse
 import json
 from pathlib import Path
 
+from .compare import RUN_NAME
+
 
 def series(run: Path) -> tuple[list[int], list[float], list[tuple[int, str]], str]:
     """Epochs, validation accuracies and (epoch, event) marks of a dendritic run and its base."""
@@ -43,12 +45,14 @@ def control_series(run: Path) -> tuple[list[int], list[float]]:
     return [r["epoch"] for r in hist], [r["val_acc"] for r in hist]
 
 
-METHODS = (("dendritic-pb", "perforated dendrite phase"), ("dendritic", "gradient-descent dendrites"))
+# Panels, left to right: the dendritic run kinds of compare.RUN_NAME.
+PANELS = {"dendritic": "gradient-descent dendrites", "dendritic-pb": "perforated dendrite phase"}
 
 
-def method_of(run: Path) -> str:
-    """The panel title of a dendritic run, from its name (dendritic-pb-seedN or dendritic-seedN)."""
-    return next(title for prefix, title in METHODS if run.name.startswith(prefix + "-"))
+def panel_and_seed(run: Path) -> tuple[str, str]:
+    """The panel title of a dendritic run and its "seedN", read from its name."""
+    kind, seed = RUN_NAME.match(run.name).groups()
+    return PANELS[kind], f"seed{seed}"
 
 
 def plot(runs: list[Path], out: Path, controls: dict[str, Path] | None = None) -> list[str]:
@@ -62,16 +66,18 @@ def plot(runs: list[Path], out: Path, controls: dict[str, Path] | None = None) -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    titles = [title for _, title in reversed(METHODS) if any(method_of(r) == title for r in runs)]
-    seeds = sorted({r.name.rsplit("-", 1)[-1] for r in runs})
+    placed = {run: panel_and_seed(run) for run in runs}
+    titles = [title for title in PANELS.values() if title in {t for t, _ in placed.values()}]
+    seeds = sorted({seed for _, seed in placed.values()})
     fig, axes = plt.subplots(1, len(titles), figsize=(7 * len(titles), 5), dpi=110, sharey=True, squeeze=False)
     for ax, title in zip(axes[0], titles):
-        for run in (r for r in runs if method_of(r) == title):
+        for run in (r for r in runs if placed[r][0] == title):
             xs, ys, marks, name = series(run)
-            seed = name.rsplit("-", 1)[-1]
-            color = f"C{seeds.index(seed)}"
+            seed = placed[run][1]
+            i = seeds.index(seed)
+            color = f"C{i}"
             ax.plot(xs, ys, marker=".", color=color, label=name)
-            nudge = 0.12 * (seeds.index(seed) - (len(seeds) - 1) / 2)  # seeds often add at the same epoch
+            nudge = 0.12 * (i - (len(seeds) - 1) / 2)  # seeds often add at the same epoch
             for x, kind in marks:
                 ax.axvline(x + nudge, color=color, alpha=0.6, linestyle="-" if kind == "add" else "--")
             if seed in controls:
