@@ -19,7 +19,7 @@ def load_model(meta: dict, ck: dict) -> nn.Module:
     return model
 
 
-SLIM_KEYS = ("config", "model", "epoch", "history", "best_val", "train_seconds", "schedule")
+SLIM_KEYS = ("config", "model", "epoch", "history", "best_val", "train_seconds", "schedule", "bn_recomputed")
 
 
 def write_final(run: Path) -> Path:

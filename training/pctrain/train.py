@@ -10,6 +10,7 @@ command resumes from `last.pt`. The test set is never looked at here.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import time
@@ -21,8 +22,9 @@ import torch
 from torch import nn
 
 from . import data as fdata
-from .augment import shift_and_flip
+from .augment import mix, random_erase, shift_and_flip
 from .checkpoints import write_final
+from .ema import Ema, recompute_bn
 from .nets import Cnn, CnnConfig, count_params
 
 
@@ -37,6 +39,15 @@ class TrainConfig:
     label_smoothing: float = 0.05
     max_shift: int = 2
     flip_p: float = 0.5
+    erase_p: float = 0.0  # random erasing, per image
+    mix: str = "none"  # "mixup" or "cutmix", applied to a batch with probability mix_p
+    mix_alpha: float = 1.0
+    mix_p: float = 0.5
+    ema_decay: float = 0.0  # >0: evaluate, select and export an EMA of the weights
+    bn_recompute: bool = True  # with EMA: measure batch-norm statistics again at the end, kept if validation agrees
+    distill: str | None = None  # soft targets from pctrain.distill
+    distill_alpha: float = 0.5  # weight of the distillation term; 1 - alpha on the labels
+    bf16: bool = False  # bfloat16 autocast for the forward pass (AMX/AVX-512 BF16 CPUs train about 2x faster)
     threads: int = 2
     train_limit: int = 0  # >0: a class-balanced slice of the training split (smoke runs)
     val_per_class: int = 500
@@ -74,12 +85,20 @@ def normalization(train_images: np.ndarray) -> tuple[float, float]:
     return float(x.mean()), float(x.std())
 
 
+def distillation_loss(logits: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """T^2 KL(teacher || softmax(logits / T)), Hinton et al.'s scaling."""
+    log_p = torch.log_softmax(logits / temperature, 1)
+    return temperature**2 * torch.sum(teacher * (torch.log(teacher.clamp_min(1e-8)) - log_p), 1).mean()
+
+
 class Trainer:
     """One-cycle AdamW training of `model` with per-epoch checkpoints in `out`."""
 
     def __init__(self, cfg: TrainConfig, out: Path, model: nn.Module, ds: fdata.FashionMnist,
-                 mean: float, std: float, log=print):
+                 mean: float, std: float, log=print, teacher: dict | None = None):
         self.cfg, self.out, self.model, self.log = cfg, out, model, log
+        self.teacher = teacher
+        self.ema = Ema(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
         self.x_train = to_tensor(ds.train.images, mean, std)
         self.y_train = torch.from_numpy(ds.train.labels)
         self.x_val = to_tensor(ds.val.images, mean, std)
@@ -103,16 +122,26 @@ class Trainer:
                 opt, max_lr=self.cfg.max_lr, epochs=epochs, steps_per_epoch=self.steps_per_epoch)
         return opt, sched
 
+    @property
+    def eval_model(self) -> nn.Module:
+        """The network that is evaluated, selected and exported: the EMA copy when there is one."""
+        return self.ema.model if self.ema else self.model
+
     def state(self) -> dict:
         return {
-            "config": asdict(self.cfg), "model": self.model.state_dict(), "opt": self.opt.state_dict(),
+            "config": asdict(self.cfg), "model": self.eval_model.state_dict(), "opt": self.opt.state_dict(),
+            **({"live_model": self.model.state_dict(), "ema_updates": self.ema.updates} if self.ema else {}),
             "sched": self.sched.state_dict(), "gen": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
             "epoch": self.epoch, "history": self.history, "best_val": self.best_val,
             "train_seconds": self.train_seconds,
         }
 
     def restore(self, ck: dict) -> None:
-        self.model.load_state_dict(ck["model"])
+        if self.ema:
+            self.model.load_state_dict(ck["live_model"])
+            self.ema.load_state_dict({"model": ck["model"], "updates": ck["ema_updates"]})
+        else:
+            self.model.load_state_dict(ck["model"])
         self.opt.load_state_dict(ck["opt"])
         self.sched.load_state_dict(ck["sched"])
         self.gen.set_state(ck["gen"])
@@ -129,20 +158,43 @@ class Trainer:
             if len(idx) < 2:  # batch norm needs two samples
                 continue
             x = shift_and_flip(self.x_train[idx], self.cfg.max_shift, self.cfg.flip_p, self.gen)
-            loss = self.loss_fn(self.model(x), self.y_train[idx])
+            x = random_erase(x, self.cfg.erase_p, self.gen)
+            partner, lam = None, 1.0
+            if self.cfg.mix != "none" and float(torch.rand(1, generator=self.gen)) < self.cfg.mix_p:
+                x, partner, lam = mix(x, self.cfg.mix, self.cfg.mix_alpha, self.gen)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.bf16):
+                logits = self.model(x)
+            loss = self.loss(logits.float(), idx, partner, lam)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
             self.sched.step()
+            if self.ema:
+                self.ema.update(self.model)
             total += loss.item() * len(idx)
             seen += len(idx)
         return total / max(seen, 1)
+
+    def loss(self, logits: torch.Tensor, idx: torch.Tensor, partner: torch.Tensor | None, lam: float) -> torch.Tensor:
+        """Label loss, mixed with the partner's when the batch was mixed, plus
+        the distillation term on the (equally mixed) teacher targets."""
+        y = self.y_train[idx]
+        hard = self.loss_fn(logits, y)
+        if partner is not None:
+            hard = lam * hard + (1 - lam) * self.loss_fn(logits, y[partner])
+        if self.teacher is None:
+            return hard
+        soft = self.teacher["probs"][idx]
+        if partner is not None:
+            soft = lam * soft + (1 - lam) * soft[partner]
+        a = self.cfg.distill_alpha
+        return (1 - a) * hard + a * distillation_loss(logits, soft, self.teacher["temperature"])
 
     def run(self, extra: dict | None = None) -> dict:
         while self.epoch < self.cfg.epochs:
             t0 = time.time()
             loss = self.train_epoch()
-            val_acc = accuracy(predict_logits(self.model, self.x_val), self.y_val)
+            val_acc = accuracy(predict_logits(self.eval_model, self.x_val), self.y_val)
             self.train_seconds += time.time() - t0
             self.epoch += 1
             row = {"epoch": self.epoch, "train_loss": round(loss, 5), "val_acc": round(val_acc, 5),
@@ -155,6 +207,27 @@ class Trainer:
             torch.save(self.state(), self.out / "last.pt")
             (self.out / "history.json").write_text(json.dumps(self.history, indent=1))
         return {"best_val": self.best_val, "train_seconds": self.train_seconds}
+
+    def finish_bn(self) -> dict | None:
+        """With EMA: recompute the best checkpoint's batch-norm statistics on the
+        clean training images and keep them if validation accuracy does not drop."""
+        if not (self.ema and self.cfg.bn_recompute):
+            return None
+        ck = torch.load(self.out / "best.pt")
+        if "bn_recomputed" in ck:
+            return ck["bn_recomputed"]
+        model = copy.deepcopy(self.eval_model)
+        model.load_state_dict(ck["model"])
+        before = accuracy(predict_logits(model, self.x_val), self.y_val)
+        recompute_bn(model, self.x_train)
+        after = accuracy(predict_logits(model, self.x_val), self.y_val)
+        result = {"val_before": round(before, 5), "val_after": round(after, 5), "kept": after >= before}
+        if result["kept"]:
+            ck["model"], ck["best_val"] = model.state_dict(), after
+        ck["bn_recomputed"] = result
+        torch.save(ck, self.out / "best.pt")
+        self.log(json.dumps({"bn_recomputed": result}))
+        return result
 
 
 def train(cfg: TrainConfig, out: Path, log=print) -> dict:
@@ -172,20 +245,29 @@ def train(cfg: TrainConfig, out: Path, log=print) -> dict:
     (out / "config.json").write_text(json.dumps(
         {"train": asdict(cfg), "normalization": {"mean": mean, "std": std},
          "params": count_params(model), "kind": "baseline"}, indent=1))
-    trainer = Trainer(cfg, out, model, ds, mean, std, log)
+    teacher = None
+    if cfg.distill:
+        from .distill import load_targets  # distill builds on this module
+
+        teacher = load_targets(Path(cfg.distill), ds.train.images)
+    trainer = Trainer(cfg, out, model, ds, mean, std, log, teacher)
     if (out / "last.pt").exists():
         trainer.restore(torch.load(out / "last.pt"))
         log(f"resumed {out} at epoch {trainer.epoch}")
     result = trainer.run()
+    bn = trainer.finish_bn()
     meta = json.loads((out / "config.json").read_text())
     meta["wall_seconds"] = result["train_seconds"]
+    if bn is not None:
+        meta["bn_recomputed"] = bn
     (out / "config.json").write_text(json.dumps(meta, indent=1))
     write_final(out)
     return result
 
 
 def parse_net(args) -> dict:
-    net = CnnConfig(conv_channels=tuple(args.channels), dense=args.dense, dropout=args.dropout)
+    net = CnnConfig(conv_channels=tuple(args.channels), pool_after=tuple(args.pool_after), dense=args.dense,
+                    dropout=args.dropout)
     return net.to_dict()
 
 
@@ -201,13 +283,26 @@ def main(argv=None) -> None:
     p.add_argument("--channels", type=int, nargs="+", default=[32, 32, 64, 64])
     p.add_argument("--dense", type=int, default=256)
     p.add_argument("--dropout", type=float, default=0.3)
+    p.add_argument("--pool-after", type=int, nargs="+", default=[1, 3], help="conv indices followed by a 2x2 max pool")
+    p.add_argument("--erase-p", type=float, default=0.0, help="random erasing probability per image")
+    p.add_argument("--mix", choices=["none", "mixup", "cutmix"], default="none")
+    p.add_argument("--mix-alpha", type=float, default=1.0)
+    p.add_argument("--mix-p", type=float, default=0.5, help="share of batches that are mixed")
+    p.add_argument("--ema", type=float, default=0.0, help="EMA decay of the weights (0: off)")
+    p.add_argument("--no-bn-recompute", action="store_true")
+    p.add_argument("--distill", default=None, help="soft targets written by python3 -m pctrain.distill")
+    p.add_argument("--distill-alpha", type=float, default=0.5)
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast in the forward pass")
     p.add_argument("--train-limit", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--data-dir", default=None)
     a = p.parse_args(argv)
     cfg = TrainConfig(seed=a.seed, epochs=a.epochs, batch_size=a.batch_size, max_lr=a.max_lr,
                       weight_decay=a.weight_decay, label_smoothing=a.label_smoothing, threads=a.threads,
-                      train_limit=a.train_limit, data_dir=a.data_dir, net=parse_net(a))
+                      train_limit=a.train_limit, data_dir=a.data_dir, net=parse_net(a), erase_p=a.erase_p,
+                      mix=a.mix, mix_alpha=a.mix_alpha, mix_p=a.mix_p, ema_decay=a.ema,
+                      bn_recompute=not a.no_bn_recompute, distill=a.distill, distill_alpha=a.distill_alpha,
+                      bf16=a.bf16)
     print(json.dumps(train(cfg, a.out)))
 
 
