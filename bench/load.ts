@@ -46,7 +46,14 @@ export async function httpLoad(opts: {
  * connection counts too: no coordinated omission). autocannon's rate limit
  * sends each second's quota in a burst, which measures the burst, not the rate.
  */
-export async function httpPacedLoad(opts: { url: string; body: string; contentType: string; rate: number; seconds: number; connections: number }): Promise<LoadResult> {
+export async function httpPacedLoad(opts: {
+  url: string;
+  body: string;
+  contentType: string;
+  rate: number;
+  seconds: number;
+  connections: number;
+}): Promise<LoadResult> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: opts.connections });
   const url = new URL(opts.url);
   const total = Math.round(opts.rate * opts.seconds);
@@ -56,7 +63,14 @@ export async function httpPacedLoad(opts: { url: string; body: string; contentTy
   const one = (due: number) =>
     new Promise<void>((resolve) => {
       const req = http.request(
-        { agent, host: url.hostname, port: url.port, path: url.pathname, method: 'POST', headers: { 'content-type': opts.contentType, 'content-length': Buffer.byteLength(opts.body), 'x-routing-key': 'bench-customer' } },
+        {
+          agent,
+          host: url.hostname,
+          port: url.port,
+          path: url.pathname,
+          method: 'POST',
+          headers: { 'content-type': opts.contentType, 'content-length': Buffer.byteLength(opts.body), 'x-routing-key': 'bench-customer' },
+        },
         (res) => {
           res.resume();
           res.on('end', () => {
@@ -93,7 +107,9 @@ function percentile(sorted: number[], q: number): number {
 export function productClient(target: string): grpc.Client & Record<string, any> {
   const def = protoLoader.loadSync([PRODUCT_PROTO], LOADER_OPTIONS);
   const pkg = grpc.loadPackageDefinition(def) as any;
-  return new pkg.classifier.v1.ProductClassifier(target, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': 64 << 20 });
+  return new pkg.classifier.v1.ProductClassifier(target, grpc.credentials.createInsecure(), {
+    'grpc.max_receive_message_length': 64 << 20,
+  });
 }
 
 /** `concurrency` callers each with one unary Classify in flight, for `seconds`. */

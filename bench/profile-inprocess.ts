@@ -20,7 +20,15 @@ async function main(): Promise<void> {
   writeFileSync(routing, JSON.stringify({ experiment: 'profile', control: model, arms: [{ name: model, model, weight: 1 }] }));
   const root = path.resolve(__dirname, '..', '..');
   const service = await createService(
-    loadConfig({ MODEL_DIR: path.join(root, 'models'), ROUTING_FILE: routing, HTTP_PORT: '0', GRPC_PORT: '0', METRICS_PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'silent' }),
+    loadConfig({
+      MODEL_DIR: path.join(root, 'models'),
+      ROUTING_FILE: routing,
+      HTTP_PORT: '0',
+      GRPC_PORT: '0',
+      METRICS_PORT: '0',
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'silent',
+    }),
     createLogger('silent'),
   );
   await service.start();
@@ -29,7 +37,10 @@ async function main(): Promise<void> {
   const t0 = performance.now();
   while (performance.now() - t0 < seconds * 1000) {
     const k = n % 1000;
-    await service.dataplane.classify({ kind: 'pixels', pixels: images.pixels.subarray(k * 784, (k + 1) * 784) }, { routingKey: `customer-${n % 1000}`, transport: 'inprocess' });
+    await service.dataplane.classify(
+      { kind: 'pixels', pixels: images.pixels.subarray(k * 784, (k + 1) * 784) },
+      { routingKey: `customer-${n % 1000}`, transport: 'inprocess' },
+    );
     n++;
   }
   process.stdout.write(`${model}: ${((1e6 * (performance.now() - t0)) / 1000 / n).toFixed(0)} us per classify at 1 caller (${n} calls)\n`);

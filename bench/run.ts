@@ -115,7 +115,15 @@ function routingFor(dir: string, model: string): string {
 
 /** 2. DataPlane.classify in this process: seconds per image at 1 and 64 concurrent callers. */
 async function inProcess(model: string, routingFile: string, images: Uint8Array, seconds: number): Promise<{ c1: number; c64: number }> {
-  const config = loadConfig({ MODEL_DIR: path.join(ROOT, 'models'), ROUTING_FILE: routingFile, HTTP_PORT: '0', GRPC_PORT: '0', METRICS_PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'silent' });
+  const config = loadConfig({
+    MODEL_DIR: path.join(ROOT, 'models'),
+    ROUTING_FILE: routingFile,
+    HTTP_PORT: '0',
+    GRPC_PORT: '0',
+    METRICS_PORT: '0',
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'silent',
+  });
   const service = await createService(config, createLogger('silent'));
   await service.start();
   const count = images.length / 784;
@@ -127,7 +135,10 @@ async function inProcess(model: string, routingFile: string, images: Uint8Array,
       Array.from({ length: callers }, async (_, c) => {
         for (let i = c; performance.now() < end; i += callers) {
           const k = i % count;
-          await service.dataplane.classify({ kind: 'pixels', pixels: images.subarray(k * 784, (k + 1) * 784) }, { routingKey: `customer-${i % 1000}`, transport: 'inprocess' });
+          await service.dataplane.classify(
+            { kind: 'pixels', pixels: images.subarray(k * 784, (k + 1) * 784) },
+            { routingKey: `customer-${i % 1000}`, transport: 'inprocess' },
+          );
           done++;
         }
       }),
@@ -183,14 +194,20 @@ async function main(): Promise<void> {
   const sample = images.pixels.subarray(0, 1000 * 784);
   const pixels = Array.from(images.pixels.subarray(0, 784));
   const json = JSON.stringify({ pixels });
-  const batchJson = JSON.stringify({ images: Array.from({ length: BATCH }, (_, i) => ({ pixels: Array.from(images.pixels.subarray(i * 784, (i + 1) * 784)) })) });
-  const png = await sharp(Buffer.from(images.pixels.subarray(0, 784)), { raw: { width: 28, height: 28, channels: 1 } }).png().toBuffer();
+  const batchJson = JSON.stringify({
+    images: Array.from({ length: BATCH }, (_, i) => ({ pixels: Array.from(images.pixels.subarray(i * 784, (i + 1) * 784)) })),
+  });
+  const png = await sharp(Buffer.from(images.pixels.subarray(0, 784)), { raw: { width: 28, height: 28, channels: 1 } })
+    .png()
+    .toBuffer();
   const form = multipart(png);
   const rows: Row[] = [];
   const floors: Record<string, { b1: number; b64: number; inproc1: number; inproc64: number }> = {};
   const log = (s: string) => process.stderr.write(`${s}\n`);
   // Debian's Python (python3-torch, python3-flask, gunicorn), not whatever python3 is first on PATH.
-  const pythonAvailable = spawnSync('/usr/bin/python3', ['-c', 'import flask, torch, gunicorn']).status === 0 && spawnSync('/usr/bin/gunicorn', ['--version']).status === 0;
+  const pythonAvailable =
+    spawnSync('/usr/bin/python3', ['-c', 'import flask, torch, gunicorn']).status === 0 &&
+    spawnSync('/usr/bin/gunicorn', ['--version']).status === 0;
 
   for (const model of models) {
     const dir = path.join(ROOT, 'models', model, '1');
@@ -209,7 +226,14 @@ async function main(): Promise<void> {
 
     log(`== ${model}: the service over HTTP and gRPC`);
     const [httpPort, grpcPort] = [await freePort(), await freePort()];
-    const svc = startChild(process.execPath, ['dist/src/main.js'], { HTTP_PORT: String(httpPort), GRPC_PORT: String(grpcPort), METRICS_PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'warn', ROUTING_FILE: routing });
+    const svc = startChild(process.execPath, ['dist/src/main.js'], {
+      HTTP_PORT: String(httpPort),
+      GRPC_PORT: String(grpcPort),
+      METRICS_PORT: '0',
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'warn',
+      ROUTING_FILE: routing,
+    });
     const base = `http://127.0.0.1:${httpPort}`;
     await waitFor(`${base}/readyz`, svc);
     let bestJson = 0;
@@ -218,10 +242,41 @@ async function main(): Promise<void> {
       bestJson = Math.max(bestJson, r.requestsPerSecond);
       rows.push(row(model, 'HTTP /v1/classify, pixel JSON', c, r));
     }
-    for (const c of CONCURRENCY) rows.push(row(model, 'HTTP /v1/classify, PNG multipart', c, await httpLoad({ url: `${base}/v1/classify`, body: form.body, contentType: form.contentType, connections: c, seconds })));
-    for (const c of CONCURRENCY) rows.push(row(model, `HTTP /v1/classify/batch, ${BATCH} pixel images`, c, await httpLoad({ url: `${base}/v1/classify/batch`, body: batchJson, contentType: 'application/json', connections: c, seconds }), BATCH));
-    await httpPacedLoad({ url: `${base}/v1/classify`, body: json, contentType: 'application/json', connections: 64, seconds: 2, rate: Math.round(bestJson / 2) }); // warm-up: connections, JIT
-    const half = await httpPacedLoad({ url: `${base}/v1/classify`, body: json, contentType: 'application/json', connections: 64, seconds, rate: Math.round(bestJson / 2) });
+    for (const c of CONCURRENCY)
+      rows.push(
+        row(
+          model,
+          'HTTP /v1/classify, PNG multipart',
+          c,
+          await httpLoad({ url: `${base}/v1/classify`, body: form.body, contentType: form.contentType, connections: c, seconds }),
+        ),
+      );
+    for (const c of CONCURRENCY)
+      rows.push(
+        row(
+          model,
+          `HTTP /v1/classify/batch, ${BATCH} pixel images`,
+          c,
+          await httpLoad({ url: `${base}/v1/classify/batch`, body: batchJson, contentType: 'application/json', connections: c, seconds }),
+          BATCH,
+        ),
+      );
+    await httpPacedLoad({
+      url: `${base}/v1/classify`,
+      body: json,
+      contentType: 'application/json',
+      connections: 64,
+      seconds: 2,
+      rate: Math.round(bestJson / 2),
+    }); // warm-up: connections, JIT
+    const half = await httpPacedLoad({
+      url: `${base}/v1/classify`,
+      body: json,
+      contentType: 'application/json',
+      connections: 64,
+      seconds,
+      rate: Math.round(bestJson / 2),
+    });
     rows.push(row(model, 'HTTP /v1/classify, pixel JSON, steady at half the best throughput', 64, half));
     const client = productClient(`127.0.0.1:${grpcPort}`);
     const request = { image: { pixels: { values: pixels } }, routing_key: 'bench-customer' };
@@ -233,9 +288,32 @@ async function main(): Promise<void> {
 
     // The bulk paths with both cores given to onnxruntime (ORT_THREADS=2, as the Kubernetes manifests set it).
     const [httpPort2, grpcPort2] = [await freePort(), await freePort()];
-    const svc2 = startChild(process.execPath, ['dist/src/main.js'], { HTTP_PORT: String(httpPort2), GRPC_PORT: String(grpcPort2), METRICS_PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'warn', ROUTING_FILE: routing, ORT_THREADS: '2' });
+    const svc2 = startChild(process.execPath, ['dist/src/main.js'], {
+      HTTP_PORT: String(httpPort2),
+      GRPC_PORT: String(grpcPort2),
+      METRICS_PORT: '0',
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'warn',
+      ROUTING_FILE: routing,
+      ORT_THREADS: '2',
+    });
     await waitFor(`http://127.0.0.1:${httpPort2}/readyz`, svc2);
-    for (const c of [1, 8]) rows.push(row(model, `HTTP /v1/classify/batch, ${BATCH} pixel images, ORT_THREADS=2`, c, await httpLoad({ url: `http://127.0.0.1:${httpPort2}/v1/classify/batch`, body: batchJson, contentType: 'application/json', connections: c, seconds }), BATCH));
+    for (const c of [1, 8])
+      rows.push(
+        row(
+          model,
+          `HTTP /v1/classify/batch, ${BATCH} pixel images, ORT_THREADS=2`,
+          c,
+          await httpLoad({
+            url: `http://127.0.0.1:${httpPort2}/v1/classify/batch`,
+            body: batchJson,
+            contentType: 'application/json',
+            connections: c,
+            seconds,
+          }),
+          BATCH,
+        ),
+      );
     const client2 = productClient(`127.0.0.1:${grpcPort2}`);
     await grpcUnaryLoad(client2, request, 1, 0.2);
     rows.push(row(model, 'gRPC ClassifyStream, ORT_THREADS=2', 'stream', await grpcStreamLoad(client2, request, 20_000)));
@@ -246,16 +324,57 @@ async function main(): Promise<void> {
     const floorPort = await freePort();
     const floor = startChild(process.execPath, ['dist/bench/floor-server.js', dir, String(floorPort)], {});
     await waitFor(`http://127.0.0.1:${floorPort}/`, floor);
-    for (const c of CONCURRENCY) rows.push(row(model, 'floor: node:http + onnxruntime, pixel JSON', c, await httpLoad({ url: `http://127.0.0.1:${floorPort}/v1/classify`, body: json, contentType: 'application/json', connections: c, seconds })));
+    for (const c of CONCURRENCY)
+      rows.push(
+        row(
+          model,
+          'floor: node:http + onnxruntime, pixel JSON',
+          c,
+          await httpLoad({
+            url: `http://127.0.0.1:${floorPort}/v1/classify`,
+            body: json,
+            contentType: 'application/json',
+            connections: c,
+            seconds,
+          }),
+        ),
+      );
     await stopChild(floor);
 
     if (pythonAvailable) {
       log(`== ${model}: gunicorn + Flask + PyTorch`);
       const pyPort = await freePort();
       const run = model === 'baseline' ? 'runs/baseline-seed1' : 'runs/dendritic-seed1';
-      const py = startChild('/usr/bin/gunicorn', ['-w', '2', '-b', `127.0.0.1:${pyPort}`, '--chdir', path.join(ROOT, 'bench/python'), `flask_server:create_app("${run}", "${path.join(dir, 'manifest.json')}")`], {}, path.join(ROOT, 'training'));
+      const py = startChild(
+        '/usr/bin/gunicorn',
+        [
+          '-w',
+          '2',
+          '-b',
+          `127.0.0.1:${pyPort}`,
+          '--chdir',
+          path.join(ROOT, 'bench/python'),
+          `flask_server:create_app("${run}", "${path.join(dir, 'manifest.json')}")`,
+        ],
+        {},
+        path.join(ROOT, 'training'),
+      );
       await waitFor(`http://127.0.0.1:${pyPort}/healthz`, py, 120_000);
-      for (const c of CONCURRENCY) rows.push(row(model, 'gunicorn (2 workers) + Flask + PyTorch, pixel JSON', c, await httpLoad({ url: `http://127.0.0.1:${pyPort}/v1/classify`, body: json, contentType: 'application/json', connections: c, seconds })));
+      for (const c of CONCURRENCY)
+        rows.push(
+          row(
+            model,
+            'gunicorn (2 workers) + Flask + PyTorch, pixel JSON',
+            c,
+            await httpLoad({
+              url: `http://127.0.0.1:${pyPort}/v1/classify`,
+              body: json,
+              contentType: 'application/json',
+              connections: c,
+              seconds,
+            }),
+          ),
+        );
       await stopChild(py);
     }
   }
@@ -263,37 +382,89 @@ async function main(): Promise<void> {
   log('== both models: start-up time and memory');
   const [httpPort, grpcPort] = [await freePort(), await freePort()];
   const t0 = performance.now();
-  const svc = startChild(process.execPath, ['dist/src/main.js'], { HTTP_PORT: String(httpPort), GRPC_PORT: String(grpcPort), METRICS_PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'warn' });
+  const svc = startChild(process.execPath, ['dist/src/main.js'], {
+    HTTP_PORT: String(httpPort),
+    GRPC_PORT: String(grpcPort),
+    METRICS_PORT: '0',
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'warn',
+  });
   await waitFor(`http://127.0.0.1:${httpPort}/readyz`, svc);
   const readyMs = performance.now() - t0;
   const rssIdle = rssMb(svc.pid!);
-  await httpLoad({ url: `http://127.0.0.1:${httpPort}/v1/classify`, body: json, contentType: 'application/json', connections: 64, seconds });
+  await httpLoad({
+    url: `http://127.0.0.1:${httpPort}/v1/classify`,
+    body: json,
+    contentType: 'application/json',
+    connections: 64,
+    seconds,
+  });
   const rssLoaded = rssMb(svc.pid!);
   await stopChild(svc);
 
-  const find = (model: string, p: string, c: number | string) => rows.find((r) => r.model === model && r.path === p && r.concurrency === c)?.imagesPerSecond ?? NaN;
+  const find = (model: string, p: string, c: number | string) =>
+    rows.find((r) => r.model === model && r.path === p && r.concurrency === c)?.imagesPerSecond ?? NaN;
   const targets: { target: string; measured: string; met: boolean }[] = [];
   for (const model of models) {
     const fl = floors[model];
     const jsonC64 = find(model, 'HTTP /v1/classify, pixel JSON', 64);
     const floorC64 = find(model, 'floor: node:http + onnxruntime, pixel JSON', 64);
     const grpcC64 = find(model, 'gRPC Classify', 64);
-    const batch = Math.max(...rows.filter((r) => r.model === model && r.path.startsWith('HTTP /v1/classify/batch')).map((r) => r.imagesPerSecond));
-    const stream = Math.max(...rows.filter((r) => r.model === model && r.path.startsWith('gRPC ClassifyStream')).map((r) => r.imagesPerSecond));
-    const rawBest = Math.max(1 / fl.b64, rows.find((r) => r.model === model && r.path.includes('batch 64, 2 threads'))?.imagesPerSecond ?? 0);
+    const batch = Math.max(
+      ...rows.filter((r) => r.model === model && r.path.startsWith('HTTP /v1/classify/batch')).map((r) => r.imagesPerSecond),
+    );
+    const stream = Math.max(
+      ...rows.filter((r) => r.model === model && r.path.startsWith('gRPC ClassifyStream')).map((r) => r.imagesPerSecond),
+    );
+    const rawBest = Math.max(
+      1 / fl.b64,
+      rows.find((r) => r.model === model && r.path.includes('batch 64, 2 threads'))?.imagesPerSecond ?? 0,
+    );
     const pyC64 = find(model, 'gunicorn (2 workers) + Flask + PyTorch, pixel JSON', 64);
     const halfRow = rows.find((r) => r.model === model && r.path.includes('half the best'))!;
     targets.push(
-      { target: `${model}: in-process c=1 <= 1.15x raw batch-1 cost`, measured: `${(fl.inproc1 / fl.b1).toFixed(2)}x (${(fl.inproc1 * 1e6).toFixed(0)} vs ${(fl.b1 * 1e6).toFixed(0)} us/image)`, met: fl.inproc1 / fl.b1 <= 1.15 },
-      { target: `${model}: in-process c=64 below raw batch-1 cost`, measured: `${(fl.inproc64 / fl.b1).toFixed(2)}x (${(fl.inproc64 * 1e6).toFixed(0)} us/image)`, met: fl.inproc64 < fl.b1 },
-      { target: `${model}: HTTP pixel JSON c=64 >= 0.8x node:http floor`, measured: `${(jsonC64 / floorC64).toFixed(2)}x (${jsonC64.toFixed(0)} vs ${floorC64.toFixed(0)} req/s)`, met: jsonC64 / floorC64 >= 0.8 },
-      { target: `${model}: gRPC unary c=64 >= HTTP pixel JSON c=64`, measured: `${(grpcC64 / jsonC64).toFixed(2)}x (${grpcC64.toFixed(0)} req/s)`, met: grpcC64 >= jsonC64 },
-      { target: `${model}: batch and stream >= 10,000 images/s`, measured: `batch ${batch.toFixed(0)}, stream ${stream.toFixed(0)} images/s (raw onnxruntime at batch 64 on both cores: ${rawBest.toFixed(0)})`, met: batch >= 10_000 && stream >= 10_000 },
-      { target: `${model}: >= 5x the Python stack (c=64)`, measured: Number.isFinite(pyC64) ? `${(jsonC64 / pyC64).toFixed(1)}x (${pyC64.toFixed(0)} req/s)` : 'Python stack not installed', met: jsonC64 / pyC64 >= 5 },
-      { target: `${model}: p99 < 10 ms at half the best throughput`, measured: `${halfRow.p99Ms?.toFixed(1)} ms at ${halfRow.imagesPerSecond.toFixed(0)} req/s`, met: (halfRow.p99Ms ?? Infinity) < 10 },
+      {
+        target: `${model}: in-process c=1 <= 1.15x raw batch-1 cost`,
+        measured: `${(fl.inproc1 / fl.b1).toFixed(2)}x (${(fl.inproc1 * 1e6).toFixed(0)} vs ${(fl.b1 * 1e6).toFixed(0)} us/image)`,
+        met: fl.inproc1 / fl.b1 <= 1.15,
+      },
+      {
+        target: `${model}: in-process c=64 below raw batch-1 cost`,
+        measured: `${(fl.inproc64 / fl.b1).toFixed(2)}x (${(fl.inproc64 * 1e6).toFixed(0)} us/image)`,
+        met: fl.inproc64 < fl.b1,
+      },
+      {
+        target: `${model}: HTTP pixel JSON c=64 >= 0.8x node:http floor`,
+        measured: `${(jsonC64 / floorC64).toFixed(2)}x (${jsonC64.toFixed(0)} vs ${floorC64.toFixed(0)} req/s)`,
+        met: jsonC64 / floorC64 >= 0.8,
+      },
+      {
+        target: `${model}: gRPC unary c=64 >= HTTP pixel JSON c=64`,
+        measured: `${(grpcC64 / jsonC64).toFixed(2)}x (${grpcC64.toFixed(0)} req/s)`,
+        met: grpcC64 >= jsonC64,
+      },
+      {
+        target: `${model}: batch and stream >= 10,000 images/s`,
+        measured: `batch ${batch.toFixed(0)}, stream ${stream.toFixed(0)} images/s (raw onnxruntime at batch 64 on both cores: ${rawBest.toFixed(0)})`,
+        met: batch >= 10_000 && stream >= 10_000,
+      },
+      {
+        target: `${model}: >= 5x the Python stack (c=64)`,
+        measured: Number.isFinite(pyC64) ? `${(jsonC64 / pyC64).toFixed(1)}x (${pyC64.toFixed(0)} req/s)` : 'Python stack not installed',
+        met: jsonC64 / pyC64 >= 5,
+      },
+      {
+        target: `${model}: p99 < 10 ms at half the best throughput`,
+        measured: `${halfRow.p99Ms?.toFixed(1)} ms at ${halfRow.imagesPerSecond.toFixed(0)} req/s`,
+        met: (halfRow.p99Ms ?? Infinity) < 10,
+      },
     );
   }
-  targets.push({ target: 'resident memory < 300 MB with both models', measured: `${rssIdle.toFixed(0)} MB idle, ${rssLoaded.toFixed(0)} MB after load`, met: rssLoaded < 300 });
+  targets.push({
+    target: 'resident memory < 300 MB with both models',
+    measured: `${rssIdle.toFixed(0)} MB idle, ${rssLoaded.toFixed(0)} MB after load`,
+    met: rssLoaded < 300,
+  });
   targets.push({ target: 'ready < 3 s', measured: `${(readyMs / 1000).toFixed(2)} s`, met: readyMs < 3000 });
 
   const when = new Date().toISOString();
@@ -304,7 +475,10 @@ async function main(): Promise<void> {
     '',
     '| model | path | clients | images/s | p50 ms | p99 ms | errors |',
     '|---|---|---|---|---|---|---|',
-    ...rows.map((r) => `| ${r.model} | ${r.path} | ${r.concurrency} | ${r.imagesPerSecond.toFixed(0)} | ${fmt(r.p50Ms)} | ${fmt(r.p99Ms)} | ${r.errors ?? ''} |`),
+    ...rows.map(
+      (r) =>
+        `| ${r.model} | ${r.path} | ${r.concurrency} | ${r.imagesPerSecond.toFixed(0)} | ${fmt(r.p50Ms)} | ${fmt(r.p99Ms)} | ${r.errors ?? ''} |`,
+    ),
     '',
     '| target | measured | met |',
     '|---|---|---|',
@@ -313,7 +487,10 @@ async function main(): Promise<void> {
   ].join('\n');
   mkdirSync(path.join(ROOT, 'bench/results'), { recursive: true });
   writeFileSync(path.join(ROOT, 'bench/results/latest.md'), md);
-  writeFileSync(path.join(ROOT, 'bench/results/latest.json'), `${JSON.stringify({ when, machine, seconds, rows, targets, readyMs, rssIdleMb: rssIdle, rssLoadedMb: rssLoaded }, null, 2)}\n`);
+  writeFileSync(
+    path.join(ROOT, 'bench/results/latest.json'),
+    `${JSON.stringify({ when, machine, seconds, rows, targets, readyMs, rssIdleMb: rssIdle, rssLoadedMb: rssLoaded }, null, 2)}\n`,
+  );
   process.stdout.write(md);
 }
 

@@ -106,8 +106,13 @@ interface Sample {
   loadAverage1m: number;
 }
 
-const percentile = (sorted: number[], q: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] : NaN);
-const median = (xs: number[]) => percentile([...xs].sort((a, b) => a - b), 0.5);
+const percentile = (sorted: number[], q: number) =>
+  sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] : NaN;
+const median = (xs: number[]) =>
+  percentile(
+    [...xs].sort((a, b) => a - b),
+    0.5,
+  );
 const round = (x: number, d = 1) => (Number.isFinite(x) ? Number(x.toFixed(d)) : null);
 
 function vmRssMb(pid: number): number {
@@ -140,7 +145,12 @@ function backgroundJobs(): string[] {
 async function postJson(base: string, route: string, body: string, key: string, labels: number[]): Promise<Outcome> {
   let res: Response;
   try {
-    res = await fetch(`${base}${route}`, { method: 'POST', body, headers: { 'content-type': 'application/json', 'x-routing-key': key }, signal: AbortSignal.timeout(30_000) });
+    res = await fetch(`${base}${route}`, {
+      method: 'POST',
+      body,
+      headers: { 'content-type': 'application/json', 'x-routing-key': key },
+      signal: AbortSignal.timeout(30_000),
+    });
   } catch (err) {
     return { ok: false, code: 'CONNECTION', message: String((err as Error).cause ?? (err as Error).message) };
   }
@@ -200,7 +210,10 @@ class StreamLane {
     this.ended.push(
       new Promise((done) => {
         call.on('error', (err: grpc.ServiceError) => {
-          failAll((err.metadata?.get('x-error-code')[0] as string | undefined) ?? grpc.status[err.code] ?? 'STREAM', err.details || err.message);
+          failAll(
+            (err.metadata?.get('x-error-code')[0] as string | undefined) ?? grpc.status[err.code] ?? 'STREAM',
+            err.details || err.message,
+          );
           done();
         });
         call.on('end', () => {
@@ -239,7 +252,9 @@ async function main(opts: Options): Promise<number> {
   // The traffic: the official test set; PNGs of the first 1,000 images, encoded once.
   const { images, labels } = readTestSet();
   const pixelsOf = (i: number) => Array.from(images.pixels.subarray(i * 784, (i + 1) * 784));
-  const pngs = await Promise.all(Array.from({ length: 1000 }, (_, i) => encodePng({ width: 28, height: 28, data: images.pixels.subarray(i * 784, (i + 1) * 784) })));
+  const pngs = await Promise.all(
+    Array.from({ length: 1000 }, (_, i) => encodePng({ width: 28, height: 28, data: images.pixels.subarray(i * 784, (i + 1) * 784) })),
+  );
   const random = seededRandom(42);
   const pick = (n: number) => Math.floor(random() * n);
 
@@ -306,13 +321,23 @@ async function main(opts: Options): Promise<number> {
   };
 
   const kinds = Object.keys(MIX) as ClassifyKind[];
-  const cumulative = kinds.map(((sum) => (k: ClassifyKind) => (sum += MIX[k]))(0));
+  const cumulative = kinds.map(
+    (
+      (sum) => (k: ClassifyKind) =>
+        (sum += MIX[k])
+    )(0),
+  );
   const send = (kind: ClassifyKind, due: number) => {
     const key = `customer-${pick(KEYS)}`;
     const i = pick(images.count);
     switch (kind) {
       case 'http-json':
-        return track(kind, due, () => postJson(svc.http, '/v1/classify', JSON.stringify({ pixels: pixelsOf(i) }), key, [labels[i]]), maybeFeedback(false));
+        return track(
+          kind,
+          due,
+          () => postJson(svc.http, '/v1/classify', JSON.stringify({ pixels: pixelsOf(i) }), key, [labels[i]]),
+          maybeFeedback(false),
+        );
       case 'http-png': {
         const k = pick(pngs.length);
         return track(kind, due, () => viaClient(() => http.classify(pngs[k], 'image/png', key), labels[k]), maybeFeedback(false));
@@ -320,14 +345,31 @@ async function main(opts: Options): Promise<number> {
       case 'http-batch': {
         const idx = Array.from({ length: BATCH_IMAGES }, () => pick(images.count));
         const body = JSON.stringify({ images: idx.map((j) => ({ pixels: pixelsOf(j) })) });
-        return track(kind, due, () => postJson(svc.http, '/v1/classify/batch', body, key, idx.map((j) => labels[j])), maybeFeedback(false));
+        return track(
+          kind,
+          due,
+          () =>
+            postJson(
+              svc.http,
+              '/v1/classify/batch',
+              body,
+              key,
+              idx.map((j) => labels[j]),
+            ),
+          maybeFeedback(false),
+        );
       }
       case 'grpc-unary': {
         const k = pick(pngs.length);
         return track(kind, due, () => viaClient(() => unary.classify(pngs[k], 'image/png', key), labels[k]), maybeFeedback(true));
       }
       case 'grpc-stream':
-        return track(kind, due, () => lane.send({ image: { pixels: { values: pixelsOf(i) } }, routing_key: key, tag: String(labels[i]) }), maybeFeedback(true));
+        return track(
+          kind,
+          due,
+          () => lane.send({ image: { pixels: { values: pixelsOf(i) } }, routing_key: key, tag: String(labels[i]) }),
+          maybeFeedback(true),
+        );
     }
   };
 
@@ -386,7 +428,9 @@ async function main(opts: Options): Promise<number> {
 
   // The load: request n is due at start + n / classifyRate, open loop, at most `concurrency` in flight.
   const classifyRate = opts.rate / (1 + opts.feedback);
-  log(`load: ${opts.rate} req/s (${classifyRate.toFixed(0)} classify + feedback for ${100 * opts.feedback}% of answers) for ${opts.warmupMinutes} min warm-up + ${opts.minutes} min; service pid ${pid}`);
+  log(
+    `load: ${opts.rate} req/s (${classifyRate.toFixed(0)} classify + feedback for ${100 * opts.feedback}% of answers) for ${opts.warmupMinutes} min warm-up + ${opts.minutes} min; service pid ${pid}`,
+  );
   let nextSample = 0;
   let sampling: Promise<void> = Promise.resolve();
   let lastLog = 0;
@@ -409,7 +453,10 @@ async function main(opts: Options): Promise<number> {
     if (elapsed() - lastLog >= 60) {
       lastLog = elapsed();
       const s = samples[samples.length - 1];
-      if (s) log(`${(s.t / 60).toFixed(1)} min: ${s.requests} requests, ${s.errors} errors, RSS ${s.rssMb.toFixed(0)} MB, heap ${s.heapUsedMb?.toFixed(0)} MB, p99 ${s.intervalP99Ms} ms, load ${s.loadAverage1m}`);
+      if (s)
+        log(
+          `${(s.t / 60).toFixed(1)} min: ${s.requests} requests, ${s.errors} errors, RSS ${s.rssMb.toFixed(0)} MB, heap ${s.heapUsedMb?.toFixed(0)} MB, p99 ${s.intervalP99Ms} ms, load ${s.loadAverage1m}`,
+        );
     }
   }
   for (const t of timers) clearTimeout(t); // labels not yet due when the load ends are not sent
@@ -422,7 +469,10 @@ async function main(opts: Options): Promise<number> {
   unary.close();
   streamClient.close();
   const exitCode = await svc.stop();
-  const logLines = svc.output().split('\n').filter((l) => l.trim());
+  const logLines = svc
+    .output()
+    .split('\n')
+    .filter((l) => l.trim());
 
   // Summary: errors over the whole run; latency, memory growth after the warm-up.
   const all = [...stats.values()];
@@ -472,7 +522,14 @@ async function main(opts: Options): Promise<number> {
     .map((k) => {
       const s = stats.get(k)!;
       const sorted = s.latencies.sort((a, b) => a - b);
-      return { kind: k, requests: s.requests, errors: s.errors, errorCodes: s.errorCodes, p50Ms: round(percentile(sorted, 0.5), 2), p99Ms: round(percentile(sorted, 0.99), 2) };
+      return {
+        kind: k,
+        requests: s.requests,
+        errors: s.errors,
+        errorCodes: s.errorCodes,
+        p50Ms: round(percentile(sorted, 0.5), 2),
+        p99Ms: round(percentile(sorted, 0.99), 2),
+      };
     });
 
   mkdirSync(opts.out, { recursive: true });
@@ -480,7 +537,11 @@ async function main(opts: Options): Promise<number> {
     date: new Date().toISOString(),
     command: `node dist/bench/soak.js ${process.argv.slice(2).join(' ')}`.trim(),
     options: opts,
-    criteria: { errors: 0, rssGrowthPercentBelow: 100 * GROWTH_LIMIT, growth: 'median VmRSS of the first window after warm-up vs the last window' },
+    criteria: {
+      errors: 0,
+      rssGrowthPercentBelow: 100 * GROWTH_LIMIT,
+      growth: 'median VmRSS of the first window after warm-up vs the last window',
+    },
     passed,
     summary,
     kinds: kindRows,
@@ -504,13 +565,18 @@ async function main(opts: Options): Promise<number> {
     '',
     '| kind | requests | errors | p50 ms | p99 ms |',
     '|---|---|---|---|---|',
-    ...kindRows.map((k) => `| ${k.kind} | ${f(k.requests)} | ${k.errors}${k.errors ? ` ${JSON.stringify(k.errorCodes)}` : ''} | ${f(k.p50Ms)} | ${f(k.p99Ms)} |`),
+    ...kindRows.map(
+      (k) =>
+        `| ${k.kind} | ${f(k.requests)} | ${k.errors}${k.errors ? ` ${JSON.stringify(k.errorCodes)}` : ''} | ${f(k.p50Ms)} | ${f(k.p99Ms)} |`,
+    ),
     '',
-    'Latency is from the moment a request was due (open loop), after the warm-up; metrics and ab-report are the sampler\'s own calls.',
+    "Latency is from the moment a request was due (open loop), after the warm-up; metrics and ab-report are the sampler's own calls.",
     '',
   ].join('\n');
   writeFileSync(path.join(opts.out, 'soak.md'), md);
-  process.stdout.write(`${md}\n${JSON.stringify(summary, null, 2)}\n${passed ? 'PASS' : 'FAIL'}: ${errors} errors, RSS growth ${summary.rssGrowthPercent}% (limit ${100 * GROWTH_LIMIT}%)\n`);
+  process.stdout.write(
+    `${md}\n${JSON.stringify(summary, null, 2)}\n${passed ? 'PASS' : 'FAIL'}: ${errors} errors, RSS growth ${summary.rssGrowthPercent}% (limit ${100 * GROWTH_LIMIT}%)\n`,
+  );
   return passed ? 0 : 1;
 }
 

@@ -23,7 +23,22 @@ function row(title) {
 /** Panels laid out left to right in rows of 24 units. */
 let x = 0;
 let rowHeight = 0;
-function panel({ type = 'timeseries', title, description, targets, unit, w = 8, h = 8, min, max, thresholds, options, mappings, overrides, extra }) {
+function panel({
+  type = 'timeseries',
+  title,
+  description,
+  targets,
+  unit,
+  w = 8,
+  h = 8,
+  min,
+  max,
+  thresholds,
+  options,
+  mappings,
+  overrides,
+  extra,
+}) {
   if (x + w > 24) {
     x = 0;
     y += rowHeight;
@@ -34,7 +49,10 @@ function panel({ type = 'timeseries', title, description, targets, unit, w = 8, 
   if (max !== undefined) defaults.max = max;
   if (thresholds) {
     // Drawn as dashed lines on time series: the value that matters to the reader.
-    defaults.thresholds = { mode: 'absolute', steps: [{ color: 'green', value: null }, ...thresholds.map(([value, color]) => ({ color, value }))] };
+    defaults.thresholds = {
+      mode: 'absolute',
+      steps: [{ color: 'green', value: null }, ...thresholds.map(([value, color]) => ({ color, value }))],
+    };
     if (type === 'timeseries') defaults.custom = { thresholdsStyle: { mode: 'dashed' } };
   }
   if (mappings) defaults.mappings = mappings;
@@ -47,7 +65,13 @@ function panel({ type = 'timeseries', title, description, targets, unit, w = 8, 
     gridPos: { h, w, x, y },
     fieldConfig: { defaults, overrides: overrides ?? [] },
     options: options ?? {},
-    targets: targets.map(([expr, legendFormat], i) => ({ refId: String.fromCharCode(65 + i), datasource: DS, expr, legendFormat, ...(type === 'heatmap' ? { format: 'heatmap' } : {}) })),
+    targets: targets.map(([expr, legendFormat], i) => ({
+      refId: String.fromCharCode(65 + i),
+      datasource: DS,
+      expr,
+      legendFormat,
+      ...(type === 'heatmap' ? { format: 'heatmap' } : {}),
+    })),
     ...(extra ?? {}),
   });
   x += w;
@@ -66,13 +90,15 @@ const SEL = 'model=~"$model", arm=~"$arm"';
 row('Service health');
 panel({
   title: 'Requests per second by transport and arm',
-  description: 'Answered requests (classify, batch, feedback, OIP infer) summed over pods. A drop to zero with pods up means callers cannot reach the service (see the No traffic alert).',
+  description:
+    'Answered requests (classify, batch, feedback, OIP infer) summed over pods. A drop to zero with pods up means callers cannot reach the service (see the No traffic alert).',
   targets: [[`sum by (transport, arm) (rate(classifier_requests_total{arm=~"$arm"}[$__rate_interval]))`, '{{transport}} {{arm}}']],
   unit: 'reqps',
 });
 panel({
   title: 'Error ratio',
-  description: 'Server-side failures (INTERNAL, UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED) per transport, and all non-OK answers including clients\' bad input. The server line should sit at 0; above 1% for 5 minutes pages.',
+  description:
+    "Server-side failures (INTERNAL, UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED) per transport, and all non-OK answers including clients' bad input. The server line should sit at 0; above 1% for 5 minutes pages.",
   targets: [
     ['job_transport:classifier_server_errors:ratio_rate5m', 'server errors {{transport}}'],
     [
@@ -86,7 +112,8 @@ panel({
 });
 panel({
   title: 'Latency p50 / p95 / p99 by transport and arm',
-  description: 'Successful requests, from the request-duration histogram summed over pods. The SLO is 99% under 100 ms; an arm whose p99 stands apart points at its model.',
+  description:
+    'Successful requests, from the request-duration histogram summed over pods. The SLO is 99% under 100 ms; an arm whose p99 stands apart points at its model.',
   targets: [
     [`job_transport_arm:classifier_request_duration_seconds:p50_5m{arm=~"$arm"}`, 'p50 {{transport}} {{arm}}'],
     [`job_transport_arm:classifier_request_duration_seconds:p95_5m{arm=~"$arm"}`, 'p95 {{transport}} {{arm}}'],
@@ -98,7 +125,8 @@ panel({
 panel({
   type: 'stat',
   title: 'Latency SLO: burn rate (1 h / 6 h)',
-  description: 'Share of successful requests over 100 ms divided by the 1% budget. 1 spends the month\'s budget in a month; 14.4 over an hour pages, 6 over six hours pages, 3 over a day opens a ticket.',
+  description:
+    "Share of successful requests over 100 ms divided by the 1% budget. 1 spends the month's budget in a month; 14.4 over an hour pages, 6 over six hours pages, 3 over a day opens a ticket.",
   targets: [
     ['job:classifier_latency_slo_misses:ratio_rate1h / 0.01', '1 h'],
     ['job:classifier_latency_slo_misses:ratio_rate6h / 0.01', '6 h'],
@@ -113,8 +141,14 @@ panel({
 });
 panel({
   title: 'Model inference time p99 by model',
-  description: 'One runtime call (a batch) per observation. Compare with the request latency: the difference is decoding, preprocessing and queueing.',
-  targets: [['histogram_quantile(0.99, sum by (model, le) (rate(classifier_inference_duration_seconds_bucket{model=~"$model"}[$__rate_interval])))', '{{model}}']],
+  description:
+    'One runtime call (a batch) per observation. Compare with the request latency: the difference is decoding, preprocessing and queueing.',
+  targets: [
+    [
+      'histogram_quantile(0.99, sum by (model, le) (rate(classifier_inference_duration_seconds_bucket{model=~"$model"}[$__rate_interval])))',
+      '{{model}}',
+    ],
+  ],
   unit: 's',
   w: 12,
 });
@@ -133,7 +167,8 @@ endRow();
 row('A/B test');
 panel({
   title: 'Traffic split: actual vs configured',
-  description: 'Share of experiment requests each arm received (summed over pods) against the configured weight. A gap that the SRM p-value calls significant invalidates the comparison.',
+  description:
+    'Share of experiment requests each arm received (summed over pods) against the configured weight. A gap that the SRM p-value calls significant invalidates the comparison.',
   targets: [
     ['arm:classifier_ab_requests:share{arm=~"$arm"}', 'actual {{arm}}'],
     ['arm:classifier_arm_weight:share{arm=~"$arm"}', 'configured {{arm}}'],
@@ -145,30 +180,58 @@ panel({
 panel({
   type: 'stat',
   title: 'Sample-ratio mismatch p-value',
-  description: 'Chi-square test of the observed split against the weights, per pod (lowest shown). Below 0.001 the split is broken: fix routing keys or the config before reading any accuracy result.',
+  description:
+    'Chi-square test of the observed split against the weights, per pod (lowest shown). Below 0.001 the split is broken: fix routing keys or the config before reading any accuracy result.',
   targets: [['min(classifier_ab_p_value{signal="srm"})', 'SRM p']],
   w: 4,
-  extra: { fieldConfig: { defaults: { unit: 'none', decimals: 4, thresholds: { mode: 'absolute', steps: [{ color: 'red', value: null }, { color: 'green', value: 0.001 }] } }, overrides: [] } },
+  extra: {
+    fieldConfig: {
+      defaults: {
+        unit: 'none',
+        decimals: 4,
+        thresholds: {
+          mode: 'absolute',
+          steps: [
+            { color: 'red', value: null },
+            { color: 'green', value: 0.001 },
+          ],
+        },
+      },
+      overrides: [],
+    },
+  },
 });
 panel({
   type: 'stat',
   title: 'Verdict',
-  description: 'Per candidate arm: better (the always-valid interval for the difference is above 0), worse (below 0), or not decided yet. The lowest pod verdict is shown.',
+  description:
+    'Per candidate arm: better (the always-valid interval for the difference is above 0), worse (below 0), or not decided yet. The lowest pod verdict is shown.',
   targets: [['min by (arm) (classifier_ab_verdict{arm=~"$arm"})', '{{arm}}']],
   unit: 'none',
   w: 4,
-  mappings: [{ type: 'value', options: { '1': { text: 'candidate better', color: 'green' }, '0': { text: 'not decided', color: 'blue' }, '-1': { text: 'candidate worse', color: 'red' } } }],
+  mappings: [
+    {
+      type: 'value',
+      options: {
+        1: { text: 'candidate better', color: 'green' },
+        0: { text: 'not decided', color: 'blue' },
+        '-1': { text: 'candidate worse', color: 'red' },
+      },
+    },
+  ],
 });
 panel({
   title: 'Accuracy per arm with 95% Wilson interval (per pod)',
-  description: 'From ground-truth feedback on the experiment\'s keys, as each pod\'s A/B report computes it. Intervals that overlap say nothing yet; read the difference panel.',
+  description:
+    "From ground-truth feedback on the experiment's keys, as each pod's A/B report computes it. Intervals that overlap say nothing yet; read the difference panel.",
   targets: [[`classifier_ab_arm_accuracy_ratio{arm=~"$arm"}`, '{{arm}} {{signal}} {{instance}}']],
   unit: 'percentunit',
   w: 8,
 });
 panel({
   title: 'Candidate minus control: always-valid 95% interval',
-  description: 'Accuracy difference with a confidence sequence that stays valid however often it is looked at. Entirely above 0: candidate better; entirely below 0: candidate worse (pages).',
+  description:
+    'Accuracy difference with a confidence sequence that stays valid however often it is looked at. Entirely above 0: candidate better; entirely below 0: candidate worse (pages).',
   targets: [[`classifier_ab_difference_ratio{arm=~"$arm"}`, '{{arm}} {{signal}} {{instance}}']],
   unit: 'percentunit',
   thresholds: [[0, 'red']],
@@ -184,7 +247,8 @@ panel({
 });
 panel({
   title: 'Labelled samples vs needed',
-  description: 'Labels received per arm, and the labels per arm still needed to settle the difference observed so far. When the first line crosses the second the test can decide.',
+  description:
+    'Labels received per arm, and the labels per arm still needed to settle the difference observed so far. When the first line crosses the second the test can decide.',
   targets: [
     [`sum by (arm) (classifier_ab_arm_labelled{arm=~"$arm"})`, 'labelled {{arm}}'],
     [`max by (arm) (classifier_ab_labels_needed{arm=~"$arm"})`, 'needed {{arm}}'],
@@ -204,14 +268,16 @@ row('Confidence and drift');
 panel({
   type: 'heatmap',
   title: 'Confidence distribution over time',
-  description: 'Calibrated top-1 confidence of every answer. Mass moving down from the top rows means the models see images unlike their training data.',
+  description:
+    'Calibrated top-1 confidence of every answer. Mass moving down from the top rows means the models see images unlike their training data.',
   targets: [[`sum by (le) (increase(classifier_confidence_bucket{${SEL}}[$__rate_interval]))`, '{{le}}']],
   unit: 'short',
   options: { calculate: false, yAxis: { unit: 'percentunit' }, cellGap: 1, color: { scheme: 'Oranges', mode: 'scheme' } },
 });
 panel({
   title: 'Estimated vs observed accuracy (1 h)',
-  description: 'Estimated: the mean calibrated confidence, known at once. Observed: from feedback, known later. Estimated falling first is the early warning; observed far below estimated means the model is confidently wrong (as under heavy noise).',
+  description:
+    'Estimated: the mean calibrated confidence, known at once. Observed: from feedback, known later. Estimated falling first is the early warning; observed far below estimated means the model is confidently wrong (as under heavy noise).',
   targets: [
     [`model_arm:classifier_confidence:mean_1h{${SEL}}`, 'estimated {{model}} {{arm}}'],
     [`model_arm:classifier_accuracy:ratio_1h{${SEL}}`, 'observed {{model}} {{arm}}'],
@@ -220,7 +286,8 @@ panel({
 });
 panel({
   title: 'Drift: confidence PSI (per pod, 1 h)',
-  description: 'Population stability index of the confidence deciles against the validation reference. Above 0.2 (the line) on at least 500 predictions flags drift.',
+  description:
+    'Population stability index of the confidence deciles against the validation reference. Above 0.2 (the line) on at least 500 predictions flags drift.',
   targets: [[`classifier_drift_score{signal="psi", window="1h", model=~"$model"}`, '{{model}} {{instance}}']],
   unit: 'none',
   min: 0,
@@ -228,13 +295,32 @@ panel({
 });
 panel({
   title: 'Drift: test p-values (per pod, 1 h)',
-  description: 'Kolmogorov-Smirnov test of the confidence distribution and chi-square test of the class mix against the reference. Below 0.01 (the line) flags drift.',
+  description:
+    'Kolmogorov-Smirnov test of the confidence distribution and chi-square test of the class mix against the reference. Below 0.01 (the line) flags drift.',
   targets: [[`classifier_drift_p_value{window="1h", model=~"$model"}`, '{{model}} {{signal}} {{instance}}']],
-  extra: { fieldConfig: { defaults: { unit: 'none', min: 0, max: 1, custom: { scaleDistribution: { type: 'log', log: 10 }, thresholdsStyle: { mode: 'dashed' } }, thresholds: { mode: 'absolute', steps: [{ color: 'red', value: null }, { color: 'green', value: 0.01 }] } }, overrides: [] } },
+  extra: {
+    fieldConfig: {
+      defaults: {
+        unit: 'none',
+        min: 0,
+        max: 1,
+        custom: { scaleDistribution: { type: 'log', log: 10 }, thresholdsStyle: { mode: 'dashed' } },
+        thresholds: {
+          mode: 'absolute',
+          steps: [
+            { color: 'red', value: null },
+            { color: 'green', value: 0.01 },
+          ],
+        },
+      },
+      overrides: [],
+    },
+  },
 });
 panel({
   title: 'Fleet drift: KS distance vs its 1% critical value',
-  description: 'Largest gap between the fleet\'s confidence CDF (last hour, all pods) and the reference CDF, at the histogram\'s bounds; it crosses 1.63/sqrt(n) when drift is significant at 1%.',
+  description:
+    "Largest gap between the fleet's confidence CDF (last hour, all pods) and the reference CDF, at the histogram's bounds; it crosses 1.63/sqrt(n) when drift is significant at 1%.",
   targets: [
     [`model:classifier_confidence_ks:max_gap_1h{model=~"$model"}`, 'KS {{model}}'],
     [`1.63 / sqrt(model:classifier_predictions:increase1h{model=~"$model"})`, 'critical {{model}}'],
@@ -245,15 +331,17 @@ panel({
 panel({
   type: 'stat',
   title: 'Drift flagged (per pod)',
-  description: '1 where a pod judges drift over the last hour (a threshold crossed on at least 500 predictions). GET /v1/ab on that pod says which test and by how much.',
+  description:
+    '1 where a pod judges drift over the last hour (a threshold crossed on at least 500 predictions). GET /v1/ab on that pod says which test and by how much.',
   targets: [[`max by (model) (classifier_drift_detected{window="1h", model=~"$model"})`, '{{model}}']],
   unit: 'none',
-  mappings: [{ type: 'value', options: { '0': { text: 'no drift', color: 'green' }, '1': { text: 'DRIFT', color: 'red' } } }],
+  mappings: [{ type: 'value', options: { 0: { text: 'no drift', color: 'green' }, 1: { text: 'DRIFT', color: 'red' } } }],
 });
 panel({
   type: 'barchart',
   title: 'Class mix: live vs reference (1 h)',
-  description: 'Share of each predicted class in the last hour against the validation reference. A new season or a broken upload pipeline shows here first.',
+  description:
+    'Share of each predicted class in the last hour against the validation reference. A new season or a broken upload pipeline shows here first.',
   targets: [
     [`model_label:classifier_predictions:share_1h{model=~"$model"}`, 'live {{model}} {{label}}'],
     [`max by (model, label) (classifier_reference_class_share{model=~"$model"})`, 'reference {{model}} {{label}}'],
@@ -264,7 +352,8 @@ panel({
 });
 panel({
   title: 'Class mix distance (1 h)',
-  description: 'Total variation distance between the live and the reference class mix. Above 0.15 on at least 500 predictions opens a ticket.',
+  description:
+    'Total variation distance between the live and the reference class mix. Above 0.15 on at least 500 predictions opens a ticket.',
   targets: [[`model:classifier_class_mix:tv_distance_1h{model=~"$model"}`, '{{model}}']],
   unit: 'none',
   min: 0,
@@ -276,7 +365,8 @@ endRow();
 row('Feedback');
 panel({
   title: 'Feedback coverage (1 h)',
-  description: 'Share of answers that received a ground-truth label. Accuracy and the A/B test can only be as fresh as this; a fall to zero usually means the labelling job stopped.',
+  description:
+    'Share of answers that received a ground-truth label. Accuracy and the A/B test can only be as fresh as this; a fall to zero usually means the labelling job stopped.',
   targets: [[`model_arm:classifier_feedback_coverage:ratio_1h{${SEL}}`, '{{model}} {{arm}}']],
   unit: 'percentunit',
   min: 0,
@@ -289,7 +379,8 @@ panel({
 });
 panel({
   title: 'Feedback refused by reason',
-  description: 'Prediction ids that were malformed, tampered with, expired, or labels that are not a class. Tampered above zero deserves a look at who sends it.',
+  description:
+    'Prediction ids that were malformed, tampered with, expired, or labels that are not a class. Tampered above zero deserves a look at who sends it.',
   targets: [['sum by (outcome) (rate(classifier_feedback_rejected_total[$__rate_interval]))', '{{outcome}}']],
   unit: 'reqps',
 });
@@ -315,7 +406,16 @@ function labelVariable(name, label, series) {
 }
 
 const dashboard = {
-  __inputs: [{ name: 'DS_PROMETHEUS', label: 'Prometheus', description: 'The Prometheus that scrapes product-classifier', type: 'datasource', pluginId: 'prometheus', pluginName: 'Prometheus' }],
+  __inputs: [
+    {
+      name: 'DS_PROMETHEUS',
+      label: 'Prometheus',
+      description: 'The Prometheus that scrapes product-classifier',
+      type: 'datasource',
+      pluginId: 'prometheus',
+      pluginName: 'Prometheus',
+    },
+  ],
   __requires: [
     { type: 'grafana', id: 'grafana', name: 'Grafana', version: '10.0.0' },
     { type: 'datasource', id: 'prometheus', name: 'Prometheus', version: '1.0.0' },

@@ -66,5 +66,7 @@ if (check) {
   process.stdout.write(`${rel(outFile)} is up to date (${rules.groups.length} groups)\n`);
 } else {
   writeFileSync(outFile, text);
-  process.stdout.write(`wrote ${rel(outFile)}: ${rules.groups.length} groups, ${rules.groups.reduce((n, g) => n + g.rules.length, 0)} rules from ${rel(rulesFile)}\n`);
+  process.stdout.write(
+    `wrote ${rel(outFile)}: ${rules.groups.length} groups, ${rules.groups.reduce((n, g) => n + g.rules.length, 0)} rules from ${rel(rulesFile)}\n`,
+  );
 }

@@ -21,7 +21,10 @@ async function main(): Promise<void> {
   const started = Date.now();
   const service = await createService(config, log);
   const { httpPort, grpcPort, metricsPort } = await service.start();
-  log.info({ httpPort, grpcPort, metricsPort, models: service.repository.names(), runtime: config.runtime, startupMs: Date.now() - started }, 'ready');
+  log.info(
+    { httpPort, grpcPort, metricsPort, models: service.repository.names(), runtime: config.runtime, startupMs: Date.now() - started },
+    'ready',
+  );
 
   let stopping = false;
   const shutdown = async (signal: string) => {

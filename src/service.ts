@@ -62,7 +62,10 @@ export function serverVersion(): string {
 
 export async function createService(config: Config, log: AppLogger): Promise<Service> {
   if (!config.receiptSecret) {
-    log.warn({}, 'RECEIPT_SECRET is not set: prediction ids are signed with a per-process secret, so feedback is only accepted by this replica');
+    log.warn(
+      {},
+      'RECEIPT_SECRET is not set: prediction ids are signed with a per-process secret, so feedback is only accepted by this replica',
+    );
   }
   const receipts = new ReceiptSigner(
     config.receiptSecret ? Buffer.from(config.receiptSecret) : randomBytes(32),
@@ -86,7 +89,12 @@ export async function createService(config: Config, log: AppLogger): Promise<Ser
     references: () =>
       repository.names().map((name) => {
         const m = repository.latest(name)!.manifest;
-        return { model: name, quantiles: m.reference.confidence.quantiles, labels: m.labels, classFrequencies: m.reference.predictedClass.frequencies };
+        return {
+          model: name,
+          quantiles: m.reference.confidence.quantiles,
+          labels: m.labels,
+          classFrequencies: m.reference.predictedClass.frequencies,
+        };
       }),
   });
   const dataplane = new DataPlane({
@@ -94,7 +102,12 @@ export async function createService(config: Config, log: AppLogger): Promise<Ser
     preprocessor: new Preprocessor({ maxImageBytes: config.maxImageBytes, maxImagePixels: config.maxImagePixels }),
     selector: routing,
     limits: { maxBatchImages: config.maxBatchImages },
-    batching: { maxBatchImages: config.batchMaxImages, maxQueueDelayMs: config.batchMaxDelayMs, maxQueueImages: config.queueMaxImages, maxConcurrentCalls: config.batchConcurrency },
+    batching: {
+      maxBatchImages: config.batchMaxImages,
+      maxQueueDelayMs: config.batchMaxDelayMs,
+      maxQueueImages: config.queueMaxImages,
+      maxConcurrentCalls: config.batchConcurrency,
+    },
     receipts,
     seenFeedback: new SeenIds(config.feedbackDedupCapacity),
     monitor: new Monitor(),
@@ -102,7 +115,9 @@ export async function createService(config: Config, log: AppLogger): Promise<Ser
     shadow: () => routing.status().config?.shadow,
     experiment: () => {
       const c = routing.status().config;
-      return c && { experiment: c.experiment, control: c.control, arms: c.arms.map((a) => ({ name: a.name, model: a.model, weight: a.weight })) };
+      return (
+        c && { experiment: c.experiment, control: c.control, arms: c.arms.map((a) => ({ name: a.name, model: a.model, weight: a.weight })) }
+      );
     },
   });
   dataplaneRef = dataplane;
@@ -174,7 +189,10 @@ export async function createService(config: Config, log: AppLogger): Promise<Ser
         throw new Error(`no model could be loaded: ${why}`);
       }
       if (!repository.has(config.defaultModel)) {
-        log.warn({ defaultModel: config.defaultModel, loaded: repository.names() }, 'DEFAULT_MODEL is not loaded; requests must name a model');
+        log.warn(
+          { defaultModel: config.defaultModel, loaded: repository.names() },
+          'DEFAULT_MODEL is not loaded; requests must name a model',
+        );
       }
       await new Promise<void>((resolve, reject) => {
         httpServer.once('error', reject);

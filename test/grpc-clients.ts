@@ -18,7 +18,10 @@ export interface Clients {
 export function clients(port: number): Clients {
   const healthProto = path.join(ROOT, 'node_modules/grpc-health-check/proto/health/v1/health.proto');
   const reflectionProto = path.join(ROOT, 'node_modules/@grpc/reflection/build/proto/grpc/reflection/v1/reflection.proto');
-  const def = protoLoader.loadSync([PRODUCT_PROTO, OIP_PROTO, healthProto, reflectionProto], { ...LOADER_OPTIONS, includeDirs: [PROTO_ROOT] });
+  const def = protoLoader.loadSync([PRODUCT_PROTO, OIP_PROTO, healthProto, reflectionProto], {
+    ...LOADER_OPTIONS,
+    includeDirs: [PROTO_ROOT],
+  });
   const pkg = grpc.loadPackageDefinition(def) as any;
   const target = `127.0.0.1:${port}`;
   const creds = grpc.credentials.createInsecure();

@@ -50,10 +50,21 @@ export async function tempModelDir(): Promise<string> {
 
 export function testConfig(env: Record<string, string> = {}): Config {
   // No A/B config unless a test gives one: answers come from DEFAULT_MODEL.
-  return loadConfig({ MODEL_DIR: MODELS, HTTP_PORT: '0', GRPC_PORT: '0', METRICS_PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'silent', ROUTING_FILE: path.join(os.tmpdir(), 'pc-no-routing.json'), ...env });
+  return loadConfig({
+    MODEL_DIR: MODELS,
+    HTTP_PORT: '0',
+    GRPC_PORT: '0',
+    METRICS_PORT: '0',
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'silent',
+    ROUTING_FILE: path.join(os.tmpdir(), 'pc-no-routing.json'),
+    ...env,
+  });
 }
 
-export async function startService(env: Record<string, string> = {}): Promise<Service & { port: number; grpcPort: number; metricsPort: number }> {
+export async function startService(
+  env: Record<string, string> = {},
+): Promise<Service & { port: number; grpcPort: number; metricsPort: number }> {
   const service = await createService(testConfig(env), silentLog);
   const { httpPort, grpcPort, metricsPort } = await service.start();
   return Object.assign(service, { port: httpPort, grpcPort, metricsPort });

@@ -28,10 +28,16 @@ export function encode(raw: Buffer, width: number, height: number, channels: 1 |
   return sharp(raw, { raw: { width, height, channels } });
 }
 
-export async function catalogPhoto(format: 'jpeg' | 'png' | 'webp' | 'tiff' | 'avif' | 'gif' = 'jpeg', width = 800, height = 1000): Promise<Buffer> {
+export async function catalogPhoto(
+  format: 'jpeg' | 'png' | 'webp' | 'tiff' | 'avif' | 'gif' = 'jpeg',
+  width = 800,
+  height = 1000,
+): Promise<Buffer> {
   // An item in the upper-left part of the frame, taller than wide, like a dress photo.
   const item = { left: 90, top: 120, width: Math.round(width * 0.3), height: Math.round(height * 0.55) };
-  return encode(catalogRaw(width, height, item), width, height).toFormat(format).toBuffer();
+  return encode(catalogRaw(width, height, item), width, height)
+    .toFormat(format)
+    .toBuffer();
 }
 
 /** Bounding box of pixels brighter than `threshold` in a 28x28 image. */
@@ -80,5 +86,10 @@ export function pngDeclaring(width: number, height: number): Buffer {
   ihdr.writeUInt32BE(height, 4);
   ihdr[8] = 8; // bit depth
   ihdr[9] = 0; // grayscale
-  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', Buffer.from([0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01])), chunk('IEND', Buffer.alloc(0))]);
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', ihdr),
+    chunk('IDAT', Buffer.from([0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01])),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
 }

@@ -120,7 +120,9 @@ export class DataPlane {
       return {
         name: m.name,
         version: m.version,
-        versions: this.models().models.filter((s) => s.name === name).map((s) => s.version),
+        versions: this.models()
+          .models.filter((s) => s.name === name)
+          .map((s) => s.version),
         format: m.runtime.format,
         labels: m.manifest.labels,
         inputName: m.manifest.input.name,
@@ -188,10 +190,12 @@ export class DataPlane {
    * but not counted again.
    */
   async feedback(req: FeedbackRequest): Promise<FeedbackResult> {
-    const reject = (reason: string) => (err: unknown): never => {
-      this.deps.metrics.feedbackRejected.inc({ outcome: reason });
-      throw err;
-    };
+    const reject =
+      (reason: string) =>
+      (err: unknown): never => {
+        this.deps.metrics.feedbackRejected.inc({ outcome: reason });
+        throw err;
+      };
     let receipt: ReturnType<ReceiptSigner['verify']>;
     try {
       receipt = this.deps.receipts.verify(req.predictionId); // a string once verified
@@ -259,7 +263,12 @@ export class DataPlane {
     });
   }
 
-  private async runShadow(shadow: { model: string; version?: string }, servedModel: string, pixels: ArrayLike<number>[], servedTop: number[]): Promise<void> {
+  private async runShadow(
+    shadow: { model: string; version?: string },
+    servedModel: string,
+    pixels: ArrayLike<number>[],
+    servedTop: number[],
+  ): Promise<void> {
     let lease;
     try {
       lease = this.deps.repository.acquire(shadow.model, shadow.version);
@@ -290,11 +299,16 @@ export class DataPlane {
     let b = this.batchers.get(model);
     if (!b) {
       const labels = { model: model.name, version: model.version };
-      b = new DynamicBatcher((input, n) => model.predict(input, n), { inputSize: model.pixelsPerImage, outputSize: model.numClasses }, this.deps.batching, (call) => {
-        // Per runtime call: what batching merged, and what the call cost.
-        this.deps.metrics.inferenceDuration.observe(labels, call.seconds);
-        this.deps.metrics.batchSize.observe(labels, call.images);
-      });
+      b = new DynamicBatcher(
+        (input, n) => model.predict(input, n),
+        { inputSize: model.pixelsPerImage, outputSize: model.numClasses },
+        this.deps.batching,
+        (call) => {
+          // Per runtime call: what batching merged, and what the call cost.
+          this.deps.metrics.inferenceDuration.observe(labels, call.seconds);
+          this.deps.metrics.batchSize.observe(labels, call.images);
+        },
+      );
       this.batchers.set(model, b);
     }
     return b;
@@ -307,11 +321,14 @@ export class DataPlane {
   }
 
   private checkRequest(opts: ClassifyOptions): Selection {
-    if (!this.deps.repository || this.deps.repository.isEmpty()) throw new ServiceError('UNAVAILABLE', 'no model is loaded yet', { retryAfterSeconds: 1 });
-    if (opts.model !== undefined && !NAME_RE.test(opts.model)) throw invalid('model must be a model name ([A-Za-z0-9_-], at most 63 characters)');
+    if (!this.deps.repository || this.deps.repository.isEmpty())
+      throw new ServiceError('UNAVAILABLE', 'no model is loaded yet', { retryAfterSeconds: 1 });
+    if (opts.model !== undefined && !NAME_RE.test(opts.model))
+      throw invalid('model must be a model name ([A-Za-z0-9_-], at most 63 characters)');
     if (opts.version !== undefined && opts.model === undefined) throw invalid('version needs model');
     if (opts.version !== undefined && !VERSION_RE.test(opts.version)) throw invalid('version must be a positive integer');
-    if (opts.routingKey !== undefined && (opts.routingKey.length === 0 || opts.routingKey.length > 256)) throw invalid('routing key must be 1..256 characters');
+    if (opts.routingKey !== undefined && (opts.routingKey.length === 0 || opts.routingKey.length > 256))
+      throw invalid('routing key must be 1..256 characters');
     if (opts.topK !== undefined && (!Number.isInteger(opts.topK) || opts.topK < 1)) throw invalid('topK must be a positive integer');
     return this.deps.selector.select(opts);
   }
@@ -351,7 +368,14 @@ export class DataPlane {
       this.maybeShadow(model, ok, probs);
       ok.forEach((item, j) => {
         const c = this.describe(model, selection, probs.subarray(j * model.numClasses, (j + 1) * model.numClasses), opts.topK, timings);
-        this.deps.monitor.prediction({ model: c.model, version: c.version, arm: c.arm, experiment: selection.experiment, labelIndex: c.labelIndex, confidence: c.confidence });
+        this.deps.monitor.prediction({
+          model: c.model,
+          version: c.version,
+          arm: c.arm,
+          experiment: selection.experiment,
+          labelIndex: c.labelIndex,
+          confidence: c.confidence,
+        });
         this.deps.metrics.confidence.observe({ model: c.model, arm: c.arm }, c.confidence);
         this.deps.metrics.predictions.inc({ model: c.model, arm: c.arm, label: c.label });
         out[item.i] = c;
@@ -362,7 +386,13 @@ export class DataPlane {
     }
   }
 
-  private describe(model: LoadedModel, selection: Selection, probs: Float32Array, topK: number | undefined, timings: Classification['timings']): Classification {
+  private describe(
+    model: LoadedModel,
+    selection: Selection,
+    probs: Float32Array,
+    topK: number | undefined,
+    timings: Classification['timings'],
+  ): Classification {
     const labels = model.manifest.labels;
     const order = Array.from(probs.keys()).sort((a, b) => probs[b] - probs[a]);
     const top: ClassPrediction[] = order

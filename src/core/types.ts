@@ -8,9 +8,7 @@ export type Transport = 'http' | 'grpc' | 'oip-http' | 'oip-grpc' | 'inprocess';
  * already normalized as the manifest prescribes.
  */
 export type ImageInput =
-  | { kind: 'encoded'; bytes: Buffer }
-  | { kind: 'pixels'; pixels: ArrayLike<number> }
-  | { kind: 'normalized'; values: ArrayLike<number> };
+  { kind: 'encoded'; bytes: Buffer } | { kind: 'pixels'; pixels: ArrayLike<number> } | { kind: 'normalized'; values: ArrayLike<number> };
 
 export interface ClassifyOptions {
   /** Force a model by name (bypasses A/B routing). */

@@ -71,7 +71,9 @@ export class DynamicBatcher {
   submit(input: Float32Array, images: number): Promise<Float32Array> {
     if (this.queuedImages + images > this.opts.maxQueueImages && this.queuedImages > 0) {
       return Promise.reject(
-        new ServiceError('RESOURCE_EXHAUSTED', `the model is overloaded: ${this.queuedImages} images already wait for it; retry shortly`, { retryAfterSeconds: 1 }),
+        new ServiceError('RESOURCE_EXHAUSTED', `the model is overloaded: ${this.queuedImages} images already wait for it; retry shortly`, {
+          retryAfterSeconds: 1,
+        }),
       );
     }
     return new Promise((resolve, reject) => {

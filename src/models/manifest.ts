@@ -158,7 +158,8 @@ export function validateManifest(json: Json): Manifest {
   const files: Record<string, string> = {};
   for (const [p, h] of Object.entries(filesRaw)) {
     relPath(p, `files key ${JSON.stringify(p)}`);
-    if (typeof h !== 'string' || !/^[0-9a-f]{64}$/.test(h)) throw new ManifestError(`files[${JSON.stringify(p)}] must be a sha256 hex digest`);
+    if (typeof h !== 'string' || !/^[0-9a-f]{64}$/.test(h))
+      throw new ManifestError(`files[${JSON.stringify(p)}] must be a sha256 hex digest`);
     files[p] = h;
   }
   for (const [fmt, f] of Object.entries(formats)) {
@@ -244,10 +245,14 @@ export async function verifyFiles(dir: string, files: Record<string, string>): P
     try {
       actual = await sha256OfFile(file);
     } catch (err) {
-      throw new ManifestError(`${rel} listed in manifest.json cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      throw new ManifestError(
+        `${rel} listed in manifest.json cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      );
     }
     if (actual !== expected) {
-      throw new ManifestError(`${rel} does not match its sha256 in manifest.json (expected ${expected.slice(0, 12)}…, found ${actual.slice(0, 12)}…)`);
+      throw new ManifestError(
+        `${rel} does not match its sha256 in manifest.json (expected ${expected.slice(0, 12)}…, found ${actual.slice(0, 12)}…)`,
+      );
     }
   }
 }

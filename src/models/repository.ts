@@ -121,7 +121,9 @@ export class ModelRepository {
 
   private async fingerprint(dir: string): Promise<string> {
     try {
-      return createHash('sha256').update(await readFile(path.join(dir, 'manifest.json'))).digest('hex');
+      return createHash('sha256')
+        .update(await readFile(path.join(dir, 'manifest.json')))
+        .digest('hex');
     } catch {
       return 'unreadable';
     }
@@ -159,7 +161,10 @@ export class ModelRepository {
       } catch (err) {
         const failure = { name, version, error: (err as Error).message, at: new Date().toISOString() };
         report.failed.push(failure);
-        this.opts.log.error({ model: name, version, err: failure.error }, current ? 'model reload failed; previous copy keeps serving' : 'model load failed');
+        this.opts.log.error(
+          { model: name, version, err: failure.error },
+          current ? 'model reload failed; previous copy keeps serving' : 'model load failed',
+        );
         if (current) keep(name, version, current);
       }
     }
@@ -187,7 +192,11 @@ export class ModelRepository {
     let slot: Slot | undefined;
     if (version !== undefined) {
       slot = versions.get(version);
-      if (!slot) throw new ServiceError('NOT_FOUND', `model "${name}" has no loaded version "${version}"; loaded: ${[...versions.keys()].join(', ')}`);
+      if (!slot)
+        throw new ServiceError(
+          'NOT_FOUND',
+          `model "${name}" has no loaded version "${version}"; loaded: ${[...versions.keys()].join(', ')}`,
+        );
     } else {
       slot = versions.get(this.latestVersion(versions));
     }

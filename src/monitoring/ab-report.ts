@@ -54,7 +54,10 @@ export interface AbOptions {
 export const DEFAULT_AB_OPTIONS: AbOptions = { alpha: 0.05, minLabelsPerArm: 100, srmAlpha: 0.001 };
 
 export function abReport(experiment: string, control: string, arms: readonly ArmCounts[], opts: AbOptions = DEFAULT_AB_OPTIONS): AbReport {
-  const srm = chiSquareTest(arms.map((a) => a.assigned), arms.map((a) => a.weight));
+  const srm = chiSquareTest(
+    arms.map((a) => a.assigned),
+    arms.map((a) => a.weight),
+  );
   const mismatch = arms.length > 1 && srm.pValue < opts.srmAlpha;
   const ctrl = arms.find((a) => a.name === control);
   const comparisons: Comparison[] = [];
@@ -77,7 +80,9 @@ export function abReport(experiment: string, control: string, arms: readonly Arm
       verdict = 'candidate-worse';
       reason = `${arm.name} is less accurate by ${pts(-seq.difference)} (always-valid ${ci(opts.alpha)} interval ${pts(seq.low)} to ${pts(seq.high)}, p ${fmtP(seq.pValue)})`;
     } else {
-      reason = `no significant difference yet (${pts(seq.difference)}, p ${fmtP(seq.pValue)})` + (Number.isFinite(needed) ? `; about ${needed} labels per arm would settle a difference this size` : '');
+      reason =
+        `no significant difference yet (${pts(seq.difference)}, p ${fmtP(seq.pValue)})` +
+        (Number.isFinite(needed) ? `; about ${needed} labels per arm would settle a difference this size` : '');
     }
     comparisons.push({
       candidate: arm.name,

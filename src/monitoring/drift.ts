@@ -85,7 +85,17 @@ export class DriftMonitor {
   report(minutes: number): DriftReport {
     const sums = this.windows.sum(minutes);
     const n = sums[0];
-    const empty: DriftReport = { samples: n, estimatedAccuracy: null, psi: null, jsDistance: null, ksStatistic: null, ksPValue: null, classChiSquarePValue: null, drift: false, reasons: [] };
+    const empty: DriftReport = {
+      samples: n,
+      estimatedAccuracy: null,
+      psi: null,
+      jsDistance: null,
+      ksStatistic: null,
+      ksPValue: null,
+      classChiSquarePValue: null,
+      drift: false,
+      reasons: [],
+    };
     if (n === 0) return { ...empty, reasons: ['no predictions in this window'] };
     const deciles = Array.from(sums.subarray(this.decileStart, this.quantileStart));
     const between = sums.subarray(this.quantileStart, this.classStart);
@@ -116,7 +126,8 @@ export class DriftMonitor {
     }
     if (report.psi! > t.psi) report.reasons.push(`confidence PSI ${report.psi!.toFixed(3)} > ${t.psi}`);
     if (report.ksPValue! < t.pValue) report.reasons.push(`confidence KS p ${report.ksPValue!.toExponential(2)} < ${t.pValue}`);
-    if (report.classChiSquarePValue! < t.pValue) report.reasons.push(`class mix chi-square p ${report.classChiSquarePValue!.toExponential(2)} < ${t.pValue}`);
+    if (report.classChiSquarePValue! < t.pValue)
+      report.reasons.push(`class mix chi-square p ${report.classChiSquarePValue!.toExponential(2)} < ${t.pValue}`);
     report.drift = report.reasons.length > 0;
     return report;
   }

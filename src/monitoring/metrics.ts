@@ -67,16 +67,70 @@ export class ServiceMetrics {
         this.registry.removeSingleMetric(`classifier_process_${name}`);
       }
     }
-    this.requests = new Counter({ name: 'classifier_requests_total', help: 'Requests answered, by transport, model, arm and result code (OK or the error code).', labelNames: ['transport', 'model', 'arm', 'code'], registers });
-    this.requestDuration = new Histogram({ name: 'classifier_request_duration_seconds', help: 'Time from request to answer, by transport, A/B arm and code.', labelNames: ['transport', 'arm', 'code'], buckets: DURATION_BUCKETS, registers });
-    this.inferenceDuration = new Histogram({ name: 'classifier_inference_duration_seconds', help: 'Model call time per batch.', labelNames: ['model', 'version'], buckets: DURATION_BUCKETS, registers });
-    this.batchSize = new Histogram({ name: 'classifier_batch_size', help: 'Images per model call.', labelNames: ['model', 'version'], buckets: BATCH_BUCKETS, registers });
-    this.confidence = new Histogram({ name: 'classifier_confidence', help: 'Calibrated top-1 confidence of each prediction.', labelNames: ['model', 'arm'], buckets: CONFIDENCE_BUCKETS, registers });
-    this.predictions = new Counter({ name: 'classifier_predictions_total', help: 'Predictions by predicted class.', labelNames: ['model', 'arm', 'label'], registers });
-    this.feedback = new Counter({ name: 'classifier_feedback_total', help: 'Ground-truth feedback counted, by outcome (correct, incorrect) and duplicates answered but not counted.', labelNames: ['model', 'arm', 'outcome'], registers });
-    this.shadowPredictions = new Counter({ name: 'classifier_shadow_predictions_total', help: 'Images mirrored to the shadow model, by outcome: agree or disagree with the served top-1, dropped (too many in flight), error.', labelNames: ['model', 'outcome'], registers });
-    this.modelLoadFailures = new Counter({ name: 'classifier_model_load_failures_total', help: 'Model versions refused at load or reload (bad manifest, checksum mismatch, runtime error); what was serving keeps serving.', labelNames: ['model', 'version'], registers });
-    this.feedbackRejected = new Counter({ name: 'classifier_feedback_rejected_total', help: 'Feedback refused, by reason (malformed, tampered, expired, bad_label, unknown_model).', labelNames: ['outcome'], registers });
+    this.requests = new Counter({
+      name: 'classifier_requests_total',
+      help: 'Requests answered, by transport, model, arm and result code (OK or the error code).',
+      labelNames: ['transport', 'model', 'arm', 'code'],
+      registers,
+    });
+    this.requestDuration = new Histogram({
+      name: 'classifier_request_duration_seconds',
+      help: 'Time from request to answer, by transport, A/B arm and code.',
+      labelNames: ['transport', 'arm', 'code'],
+      buckets: DURATION_BUCKETS,
+      registers,
+    });
+    this.inferenceDuration = new Histogram({
+      name: 'classifier_inference_duration_seconds',
+      help: 'Model call time per batch.',
+      labelNames: ['model', 'version'],
+      buckets: DURATION_BUCKETS,
+      registers,
+    });
+    this.batchSize = new Histogram({
+      name: 'classifier_batch_size',
+      help: 'Images per model call.',
+      labelNames: ['model', 'version'],
+      buckets: BATCH_BUCKETS,
+      registers,
+    });
+    this.confidence = new Histogram({
+      name: 'classifier_confidence',
+      help: 'Calibrated top-1 confidence of each prediction.',
+      labelNames: ['model', 'arm'],
+      buckets: CONFIDENCE_BUCKETS,
+      registers,
+    });
+    this.predictions = new Counter({
+      name: 'classifier_predictions_total',
+      help: 'Predictions by predicted class.',
+      labelNames: ['model', 'arm', 'label'],
+      registers,
+    });
+    this.feedback = new Counter({
+      name: 'classifier_feedback_total',
+      help: 'Ground-truth feedback counted, by outcome (correct, incorrect) and duplicates answered but not counted.',
+      labelNames: ['model', 'arm', 'outcome'],
+      registers,
+    });
+    this.shadowPredictions = new Counter({
+      name: 'classifier_shadow_predictions_total',
+      help: 'Images mirrored to the shadow model, by outcome: agree or disagree with the served top-1, dropped (too many in flight), error.',
+      labelNames: ['model', 'outcome'],
+      registers,
+    });
+    this.modelLoadFailures = new Counter({
+      name: 'classifier_model_load_failures_total',
+      help: 'Model versions refused at load or reload (bad manifest, checksum mismatch, runtime error); what was serving keeps serving.',
+      labelNames: ['model', 'version'],
+      registers,
+    });
+    this.feedbackRejected = new Counter({
+      name: 'classifier_feedback_rejected_total',
+      help: 'Feedback refused, by reason (malformed, tampered, expired, bad_label, unknown_model).',
+      labelNames: ['outcome'],
+      registers,
+    });
 
     // ---- gauges computed at scrape time -------------------------------
     let snapshot: ReturnType<MetricsSources['report']> | undefined;
@@ -103,73 +157,122 @@ export class ServiceMetrics {
     const windows = (): WindowName[] => ['1h', '24h'];
 
     gauge('classifier_accuracy_observed_ratio', 'Accuracy from feedback over the window.', ['model', 'arm', 'window'], (g) => {
-      for (const w of windows()) for (const a of report().accuracy[w] ?? []) if (a.figures.observed !== null) g.set({ model: a.model, arm: a.arm, window: w }, a.figures.observed);
+      for (const w of windows())
+        for (const a of report().accuracy[w] ?? [])
+          if (a.figures.observed !== null) g.set({ model: a.model, arm: a.arm, window: w }, a.figures.observed);
     });
     gauge('classifier_feedback_window_samples', 'Labels received over the window.', ['model', 'arm', 'window'], (g) => {
-      for (const w of windows()) for (const a of report().accuracy[w] ?? []) g.set({ model: a.model, arm: a.arm, window: w }, a.figures.labelled);
+      for (const w of windows())
+        for (const a of report().accuracy[w] ?? []) g.set({ model: a.model, arm: a.arm, window: w }, a.figures.labelled);
     });
-    gauge('classifier_accuracy_estimated_ratio', 'Accuracy expected from calibrated confidence over the window, before labels.', ['model', 'window'], (g) => {
-      for (const w of windows()) for (const d of report().drift[w] ?? []) if (d.report.estimatedAccuracy !== null) g.set({ model: d.model, window: w }, d.report.estimatedAccuracy);
-    });
+    gauge(
+      'classifier_accuracy_estimated_ratio',
+      'Accuracy expected from calibrated confidence over the window, before labels.',
+      ['model', 'window'],
+      (g) => {
+        for (const w of windows())
+          for (const d of report().drift[w] ?? [])
+            if (d.report.estimatedAccuracy !== null) g.set({ model: d.model, window: w }, d.report.estimatedAccuracy);
+      },
+    );
     gauge('classifier_prediction_window_samples', 'Predictions over the window.', ['model', 'window'], (g) => {
       for (const w of windows()) for (const d of report().drift[w] ?? []) g.set({ model: d.model, window: w }, d.report.samples);
     });
-    gauge('classifier_drift_score', 'Drift of live predictions against the reference: psi and js (confidence), ks (largest CDF gap).', ['model', 'signal', 'window'], (g) => {
-      for (const w of windows())
-        for (const d of report().drift[w] ?? []) {
-          const r = d.report;
-          if (r.psi !== null) g.set({ model: d.model, signal: 'psi', window: w }, r.psi);
-          if (r.jsDistance !== null) g.set({ model: d.model, signal: 'js', window: w }, r.jsDistance);
-          if (r.ksStatistic !== null) g.set({ model: d.model, signal: 'ks', window: w }, r.ksStatistic);
-        }
-    });
-    gauge('classifier_drift_p_value', 'Drift test p-values: ks (confidence) and class_mix (chi-square).', ['model', 'signal', 'window'], (g) => {
-      for (const w of windows())
-        for (const d of report().drift[w] ?? []) {
-          if (d.report.ksPValue !== null) g.set({ model: d.model, signal: 'ks', window: w }, d.report.ksPValue);
-          if (d.report.classChiSquarePValue !== null) g.set({ model: d.model, signal: 'class_mix', window: w }, d.report.classChiSquarePValue);
-        }
-    });
-    gauge('classifier_drift_detected', '1 when drift is flagged over the window (enough samples and a threshold crossed).', ['model', 'window'], (g) => {
-      for (const w of windows()) for (const d of report().drift[w] ?? []) g.set({ model: d.model, window: w }, d.report.drift ? 1 : 0);
-    });
+    gauge(
+      'classifier_drift_score',
+      'Drift of live predictions against the reference: psi and js (confidence), ks (largest CDF gap).',
+      ['model', 'signal', 'window'],
+      (g) => {
+        for (const w of windows())
+          for (const d of report().drift[w] ?? []) {
+            const r = d.report;
+            if (r.psi !== null) g.set({ model: d.model, signal: 'psi', window: w }, r.psi);
+            if (r.jsDistance !== null) g.set({ model: d.model, signal: 'js', window: w }, r.jsDistance);
+            if (r.ksStatistic !== null) g.set({ model: d.model, signal: 'ks', window: w }, r.ksStatistic);
+          }
+      },
+    );
+    gauge(
+      'classifier_drift_p_value',
+      'Drift test p-values: ks (confidence) and class_mix (chi-square).',
+      ['model', 'signal', 'window'],
+      (g) => {
+        for (const w of windows())
+          for (const d of report().drift[w] ?? []) {
+            if (d.report.ksPValue !== null) g.set({ model: d.model, signal: 'ks', window: w }, d.report.ksPValue);
+            if (d.report.classChiSquarePValue !== null)
+              g.set({ model: d.model, signal: 'class_mix', window: w }, d.report.classChiSquarePValue);
+          }
+      },
+    );
+    gauge(
+      'classifier_drift_detected',
+      '1 when drift is flagged over the window (enough samples and a threshold crossed).',
+      ['model', 'window'],
+      (g) => {
+        for (const w of windows()) for (const d of report().drift[w] ?? []) g.set({ model: d.model, window: w }, d.report.drift ? 1 : 0);
+      },
+    );
     gauge('classifier_ab_arm_requests', 'Requests assigned to each arm in the experiment (this replica).', ['arm', 'model'], (g) => {
       for (const a of report().experiment?.arms ?? []) g.set({ arm: a.name, model: a.model }, a.assigned);
     });
     gauge('classifier_ab_arm_labelled', 'Labels received for each arm in the experiment (this replica).', ['arm', 'model'], (g) => {
       for (const a of report().experiment?.arms ?? []) g.set({ arm: a.name, model: a.model }, a.labelled);
     });
-    gauge('classifier_ab_arm_accuracy_ratio', 'Accuracy of each arm in the experiment, with its 95% Wilson bounds (signal: estimate, low, high).', ['arm', 'model', 'signal'], (g) => {
-      for (const a of report().experiment?.arms ?? []) {
-        if (a.accuracy === null) continue;
-        g.set({ arm: a.name, model: a.model, signal: 'estimate' }, a.accuracy);
-        g.set({ arm: a.name, model: a.model, signal: 'low' }, a.low);
-        g.set({ arm: a.name, model: a.model, signal: 'high' }, a.high);
-      }
-    });
-    gauge('classifier_ab_difference_ratio', 'Candidate minus control accuracy, with the always-valid interval (signal: estimate, low, high).', ['arm', 'signal'], (g) => {
-      for (const c of report().experiment?.comparisons ?? []) {
-        if (c.difference === null) continue;
-        g.set({ arm: c.candidate, signal: 'estimate' }, c.difference);
-        g.set({ arm: c.candidate, signal: 'low' }, c.low!);
-        g.set({ arm: c.candidate, signal: 'high' }, c.high!);
-      }
-    });
-    gauge('classifier_ab_p_value', 'Always-valid p-value of candidate vs control (signal: accuracy), and the sample-ratio-mismatch p-value (signal: srm).', ['arm', 'signal'], (g) => {
-      const e = report().experiment;
-      if (!e) return;
-      for (const c of e.comparisons) g.set({ arm: c.candidate, signal: 'accuracy' }, c.pValue);
-      g.set({ arm: e.control, signal: 'srm' }, e.sampleRatio.pValue);
-    });
+    gauge(
+      'classifier_ab_arm_accuracy_ratio',
+      'Accuracy of each arm in the experiment, with its 95% Wilson bounds (signal: estimate, low, high).',
+      ['arm', 'model', 'signal'],
+      (g) => {
+        for (const a of report().experiment?.arms ?? []) {
+          if (a.accuracy === null) continue;
+          g.set({ arm: a.name, model: a.model, signal: 'estimate' }, a.accuracy);
+          g.set({ arm: a.name, model: a.model, signal: 'low' }, a.low);
+          g.set({ arm: a.name, model: a.model, signal: 'high' }, a.high);
+        }
+      },
+    );
+    gauge(
+      'classifier_ab_difference_ratio',
+      'Candidate minus control accuracy, with the always-valid interval (signal: estimate, low, high).',
+      ['arm', 'signal'],
+      (g) => {
+        for (const c of report().experiment?.comparisons ?? []) {
+          if (c.difference === null) continue;
+          g.set({ arm: c.candidate, signal: 'estimate' }, c.difference);
+          g.set({ arm: c.candidate, signal: 'low' }, c.low!);
+          g.set({ arm: c.candidate, signal: 'high' }, c.high!);
+        }
+      },
+    );
+    gauge(
+      'classifier_ab_p_value',
+      'Always-valid p-value of candidate vs control (signal: accuracy), and the sample-ratio-mismatch p-value (signal: srm).',
+      ['arm', 'signal'],
+      (g) => {
+        const e = report().experiment;
+        if (!e) return;
+        for (const c of e.comparisons) g.set({ arm: c.candidate, signal: 'accuracy' }, c.pValue);
+        g.set({ arm: e.control, signal: 'srm' }, e.sampleRatio.pValue);
+      },
+    );
     gauge('classifier_ab_labels_needed', 'Labels per arm still needed to settle the observed difference.', ['arm'], (g) => {
-      for (const c of report().experiment?.comparisons ?? []) if (c.labelsNeededPerArm !== null) g.set({ arm: c.candidate }, c.labelsNeededPerArm);
+      for (const c of report().experiment?.comparisons ?? [])
+        if (c.labelsNeededPerArm !== null) g.set({ arm: c.candidate }, c.labelsNeededPerArm);
     });
     gauge('classifier_ab_verdict', 'Verdict per candidate arm: 1 better, -1 worse, 0 not decided.', ['arm'], (g) => {
-      for (const c of report().experiment?.comparisons ?? []) g.set({ arm: c.candidate }, c.verdict === 'candidate-better' ? 1 : c.verdict === 'candidate-worse' ? -1 : 0);
+      for (const c of report().experiment?.comparisons ?? [])
+        g.set({ arm: c.candidate }, c.verdict === 'candidate-better' ? 1 : c.verdict === 'candidate-worse' ? -1 : 0);
     });
-    gauge('classifier_shadow_agreement_ratio', 'Share of mirrored images where the shadow model (model) agreed with the served top-1, over the window.', ['model', 'window'], (g) => {
-      for (const w of windows()) for (const s of report().shadow[w] ?? []) if (s.agreement !== null) g.set({ model: s.shadow, window: w }, s.agreement);
-    });
+    gauge(
+      'classifier_shadow_agreement_ratio',
+      'Share of mirrored images where the shadow model (model) agreed with the served top-1, over the window.',
+      ['model', 'window'],
+      (g) => {
+        for (const w of windows())
+          for (const s of report().shadow[w] ?? []) if (s.agreement !== null) g.set({ model: s.shadow, window: w }, s.agreement);
+      },
+    );
     gauge('classifier_arm_weight_ratio', 'Configured traffic share of each arm.', ['arm', 'model'], (g) => {
       for (const a of sources.weights()) g.set({ arm: a.arm, model: a.model }, a.weight);
     });
@@ -177,17 +280,34 @@ export class ServiceMetrics {
     // histogram's bucket bounds, and the reference class mix, per model. The
     // bound is labelled `bound`, not `le` (only histograms may carry `le`);
     // rules join it to the buckets with label_replace(..., "le", "$1", "bound", "(.*)").
-    gauge('classifier_reference_confidence_cdf', 'Reference (validation split) share of top-1 confidences at or below bound, at the bucket bounds (le) of classifier_confidence.', ['model', 'bound'], (g) => {
-      for (const r of sources.references()) for (const le of CONFIDENCE_BUCKETS) g.set({ model: r.model, bound: String(le) }, referenceCdf(r.quantiles, le));
-    });
+    gauge(
+      'classifier_reference_confidence_cdf',
+      'Reference (validation split) share of top-1 confidences at or below bound, at the bucket bounds (le) of classifier_confidence.',
+      ['model', 'bound'],
+      (g) => {
+        for (const r of sources.references())
+          for (const le of CONFIDENCE_BUCKETS) g.set({ model: r.model, bound: String(le) }, referenceCdf(r.quantiles, le));
+      },
+    );
     gauge('classifier_reference_class_share', 'Reference (validation split) share of each predicted class.', ['model', 'label'], (g) => {
       for (const r of sources.references()) r.labels.forEach((label, i) => g.set({ model: r.model, label }, r.classFrequencies[i]));
     });
-    gauge('classifier_model_load_failed', '1 for each model version the last load or reload refused; what served before keeps serving.', ['model', 'version'], (g) => {
-      for (const f of sources.loadFailures()) g.set({ model: f.name, version: f.version }, 1);
-    });
-    gauge('classifier_model_info', 'Loaded models (value 1), with runtime and parameter count.', ['model', 'version', 'runtime', 'parameters'], (g) => {
-      for (const m of sources.models()) g.set({ model: m.name, version: m.version, runtime: `${m.format} (${m.backend})`, parameters: String(m.parameters) }, 1);
-    });
+    gauge(
+      'classifier_model_load_failed',
+      '1 for each model version the last load or reload refused; what served before keeps serving.',
+      ['model', 'version'],
+      (g) => {
+        for (const f of sources.loadFailures()) g.set({ model: f.name, version: f.version }, 1);
+      },
+    );
+    gauge(
+      'classifier_model_info',
+      'Loaded models (value 1), with runtime and parameter count.',
+      ['model', 'version', 'runtime', 'parameters'],
+      (g) => {
+        for (const m of sources.models())
+          g.set({ model: m.name, version: m.version, runtime: `${m.format} (${m.backend})`, parameters: String(m.parameters) }, 1);
+      },
+    );
   }
 }

@@ -76,7 +76,12 @@ export class Monitor {
     this.drift.set(
       manifest.name,
       new DriftMonitor(
-        { binEdges: ref.confidence.binEdges, counts: ref.confidence.counts, quantiles: ref.confidence.quantiles, classCounts: ref.predictedClass.counts },
+        {
+          binEdges: ref.confidence.binEdges,
+          counts: ref.confidence.counts,
+          quantiles: ref.confidence.quantiles,
+          classCounts: ref.predictedClass.counts,
+        },
         this.opts.drift,
         this.opts.now,
       ),
@@ -142,7 +147,12 @@ export class Monitor {
       return {
         model,
         arm,
-        figures: { labelled, correct, observed: labelled > 0 ? correct / labelled : null, expected: labelled > 0 ? confSum / labelled : null },
+        figures: {
+          labelled,
+          correct,
+          observed: labelled > 0 ? correct / labelled : null,
+          expected: labelled > 0 ? confSum / labelled : null,
+        },
       };
     });
   }

@@ -95,7 +95,8 @@ export class ReceiptSigner {
     if (typeof id !== 'string' || id.length === 0) throw new ServiceError('INVALID_ARGUMENT', 'predictionId must be a non-empty string');
     if (id.length > MAX_ID_LENGTH) throw new ServiceError('INVALID_ARGUMENT', 'predictionId is too long to be one of ours');
     const dot = id.indexOf('.');
-    if (dot <= 0 || dot !== id.lastIndexOf('.')) throw new ServiceError('INVALID_ARGUMENT', 'predictionId is malformed: expected <payload>.<signature>');
+    if (dot <= 0 || dot !== id.lastIndexOf('.'))
+      throw new ServiceError('INVALID_ARGUMENT', 'predictionId is malformed: expected <payload>.<signature>');
     const payload = id.slice(0, dot);
     // Compare the signature as text, not as decoded bytes: Node's base64url
     // decoder ignores characters outside the alphabet, accepts '+' and '/' for
@@ -117,9 +118,20 @@ export class ReceiptSigner {
     }
     const age = this.now() - wire.t;
     if (!(age <= this.maxAgeMs)) {
-      throw new ServiceError('FAILED_PRECONDITION', `predictionId expired: feedback is accepted for ${Math.round(this.maxAgeMs / 3_600_000)} h after the prediction`);
+      throw new ServiceError(
+        'FAILED_PRECONDITION',
+        `predictionId expired: feedback is accepted for ${Math.round(this.maxAgeMs / 3_600_000)} h after the prediction`,
+      );
     }
-    const receipt: Receipt = { model: wire.m, version: wire.v, arm: wire.a, labelIndex: wire.c, confidence: wire.p, issuedAt: wire.t, nonce: wire.n };
+    const receipt: Receipt = {
+      model: wire.m,
+      version: wire.v,
+      arm: wire.a,
+      labelIndex: wire.c,
+      confidence: wire.p,
+      issuedAt: wire.t,
+      nonce: wire.n,
+    };
     if (typeof wire.e === 'string') receipt.experiment = wire.e;
     return receipt;
   }

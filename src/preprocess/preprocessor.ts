@@ -48,7 +48,7 @@ export class Preprocessor {
       throw new ServiceError('UNSUPPORTED_MEDIA_TYPE', `the file is ${sniffed.what}; send a PNG, JPEG, WebP, GIF, TIFF or AVIF image`);
     }
     const named = FORMAT_NAMES[sniffed.format];
-    let meta: Awaited<ReturnType<ReturnType<typeof sharp>["metadata"]>>;
+    let meta: Awaited<ReturnType<ReturnType<typeof sharp>['metadata']>>;
     try {
       // Header only: no pixel limit needed here, ours is checked just below with a clearer message.
       meta = await sharp(bytes, { limitInputPixels: false }).metadata();
@@ -86,7 +86,10 @@ export class Preprocessor {
 
 /** libvips messages can name temp paths; keep the first line, without paths. */
 function sanitize(message: string): string {
-  return message.split('\n')[0].replace(/\/[^\s:]+/g, '<path>').slice(0, 200);
+  return message
+    .split('\n')[0]
+    .replace(/\/[^\s:]+/g, '<path>')
+    .slice(0, 200);
 }
 
 /** A pixel array: exactly `expected` finite numbers in 0..255. */

@@ -52,8 +52,12 @@ export function sniffImage(bytes: Uint8Array): Sniffed {
 
 /** Markup and plain text, by their opening (after a byte-order mark and blanks). */
 function describeText(bytes: Uint8Array): string {
-  const head = ascii(bytes, 0, 512).replace(/^\xef\xbb\xbf/, '').trimStart().toLowerCase();
-  if (head.startsWith('<svg') || (head.startsWith('<?xml') && head.includes('<svg'))) return 'an SVG image (refused: it can reference outside resources)';
+  const head = ascii(bytes, 0, 512)
+    .replace(/^\xef\xbb\xbf/, '')
+    .trimStart()
+    .toLowerCase();
+  if (head.startsWith('<svg') || (head.startsWith('<?xml') && head.includes('<svg')))
+    return 'an SVG image (refused: it can reference outside resources)';
   if (head.startsWith('<!doctype html') || head.startsWith('<html')) return 'an HTML page';
   if (head.startsWith('<?xml') || head.startsWith('<')) return 'an XML or markup document';
   if (head.startsWith('{') || head.startsWith('[')) return 'JSON text (send JSON as application/json, not as a file)';

@@ -60,7 +60,8 @@ export function parseRoutingConfig(raw: unknown, knownModels?: readonly string[]
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) fail('routing config must be a JSON object');
   const o = raw as Record<string, unknown>;
   const experiment = o.experiment;
-  if (typeof experiment !== 'string' || experiment.length === 0 || experiment.length > 128) fail('experiment must be a name of 1..128 characters');
+  if (typeof experiment !== 'string' || experiment.length === 0 || experiment.length > 128)
+    fail('experiment must be a name of 1..128 characters');
   const seed = o.seed === undefined ? experiment : o.seed;
   if (typeof seed !== 'string' || seed.length > 128) fail('seed must be a string of at most 128 characters');
   const coverage = o.coverage === undefined ? 1 : o.coverage;
@@ -75,10 +76,18 @@ export function parseRoutingConfig(raw: unknown, knownModels?: readonly string[]
     if (names.has(arm.name as string)) fail(`arm name "${arm.name}" is used twice`);
     names.add(arm.name as string);
     if (typeof arm.model !== 'string' || !ARM_NAME.test(arm.model)) fail(`arms[${i}].model must be a model name`);
-    if (knownModels && !knownModels.includes(arm.model as string)) fail(`arms[${i}].model "${arm.model}" is not loaded; loaded: ${knownModels.join(', ')}`);
-    if (arm.version !== undefined && (typeof arm.version !== 'string' || !/^[1-9][0-9]{0,8}$/.test(arm.version))) fail(`arms[${i}].version must be a positive integer string`);
-    if (typeof arm.weight !== 'number' || !(arm.weight >= 0) || !Number.isFinite(arm.weight)) fail(`arms[${i}].weight must be a number >= 0`);
-    return { name: arm.name as string, model: arm.model as string, version: arm.version as string | undefined, weight: arm.weight as number };
+    if (knownModels && !knownModels.includes(arm.model as string))
+      fail(`arms[${i}].model "${arm.model}" is not loaded; loaded: ${knownModels.join(', ')}`);
+    if (arm.version !== undefined && (typeof arm.version !== 'string' || !/^[1-9][0-9]{0,8}$/.test(arm.version)))
+      fail(`arms[${i}].version must be a positive integer string`);
+    if (typeof arm.weight !== 'number' || !(arm.weight >= 0) || !Number.isFinite(arm.weight))
+      fail(`arms[${i}].weight must be a number >= 0`);
+    return {
+      name: arm.name as string,
+      model: arm.model as string,
+      version: arm.version as string | undefined,
+      weight: arm.weight as number,
+    };
   });
   const total = arms.reduce((s, a) => s + a.weight, 0);
   if (!(total > 0)) fail('arm weights must add up to more than 0');
@@ -89,8 +98,10 @@ export function parseRoutingConfig(raw: unknown, knownModels?: readonly string[]
     const sh = o.shadow as Record<string, unknown>;
     if (typeof sh !== 'object' || sh === null) fail('shadow must be an object {model, fraction}');
     if (typeof sh.model !== 'string' || !ARM_NAME.test(sh.model)) fail('shadow.model must be a model name');
-    if (knownModels && !knownModels.includes(sh.model as string)) fail(`shadow.model "${sh.model}" is not loaded; loaded: ${knownModels.join(', ')}`);
-    if (sh.version !== undefined && (typeof sh.version !== 'string' || !/^[1-9][0-9]{0,8}$/.test(sh.version))) fail('shadow.version must be a positive integer string');
+    if (knownModels && !knownModels.includes(sh.model as string))
+      fail(`shadow.model "${sh.model}" is not loaded; loaded: ${knownModels.join(', ')}`);
+    if (sh.version !== undefined && (typeof sh.version !== 'string' || !/^[1-9][0-9]{0,8}$/.test(sh.version)))
+      fail('shadow.version must be a positive integer string');
     if (typeof sh.fraction !== 'number' || !(sh.fraction >= 0 && sh.fraction <= 1)) fail('shadow.fraction must be a number in [0, 1]');
     shadow = Object.freeze({ model: sh.model as string, version: sh.version as string | undefined, fraction: sh.fraction as number });
   }

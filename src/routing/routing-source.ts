@@ -58,7 +58,15 @@ export class RoutingSource implements ModelSelector {
     }
     this.selector = new AbRouter(config);
     this.state = { source, config, appliedAt: new Date().toISOString() };
-    this.opts.log.info({ source, experiment: config.experiment, arms: config.arms.map((a) => `${a.name}=${a.model}:${a.weight.toFixed(3)}`), coverage: config.coverage }, 'routing config applied');
+    this.opts.log.info(
+      {
+        source,
+        experiment: config.experiment,
+        arms: config.arms.map((a) => `${a.name}=${a.model}:${a.weight.toFixed(3)}`),
+        coverage: config.coverage,
+      },
+      'routing config applied',
+    );
     return config;
   }
 

@@ -28,7 +28,11 @@ export async function evaluate(dir: string, format: ModelFormat): Promise<Evalua
     const sha = (model.manifest.training?.dataset as { sha256?: Record<string, string> } | undefined)?.sha256;
     const { images, labels } = readTestSet(undefined, sha);
     const k = model.numClasses;
-    const probs = await predictMany(model, images.pixels, Array.from({ length: images.count }, (_, i) => i));
+    const probs = await predictMany(
+      model,
+      images.pixels,
+      Array.from({ length: images.count }, (_, i) => i),
+    );
     const confusion = Array.from({ length: k }, () => new Array<number>(k).fill(0));
     const conf = new Float64Array(images.count);
     const correct = new Array<boolean>(images.count);
@@ -67,9 +71,13 @@ function printTable(e: Evaluation): void {
   console.log(`artifact     ${e.artifact}`);
   console.log(`runtime      ${e.runtime}`);
   console.log(`test images  ${e.samples}`);
-  console.log(`accuracy     ${pct(e.accuracy)}${e.manifestAccuracy !== undefined ? `   (manifest, PyTorch: ${pct(e.manifestAccuracy)})` : ''}`);
+  console.log(
+    `accuracy     ${pct(e.accuracy)}${e.manifestAccuracy !== undefined ? `   (manifest, PyTorch: ${pct(e.manifestAccuracy)})` : ''}`,
+  );
   console.log(`ECE (15 bins) ${e.ece.toFixed(4)}`);
-  console.log(`parameters   ${e.parameters.toLocaleString('en-US')}${e.macsPerImage ? `   MACs/image ${e.macsPerImage.toLocaleString('en-US')}` : ''}`);
+  console.log(
+    `parameters   ${e.parameters.toLocaleString('en-US')}${e.macsPerImage ? `   MACs/image ${e.macsPerImage.toLocaleString('en-US')}` : ''}`,
+  );
   console.log('per class:');
   for (const [label, acc] of Object.entries(e.perClassAccuracy)) console.log(`  ${label.padEnd(12)} ${pct(acc)}`);
   console.log('confusion (rows: true, columns: predicted):');

@@ -32,7 +32,10 @@ function header(raw: Buffer, ndim: number): number[] {
   return Array.from({ length: ndim }, (_, i) => raw.readUInt32BE(4 + 4 * i));
 }
 
-export function readTestSet(dir = process.env.FASHION_MNIST_DIR || DEFAULT_DATASET_DIR, sha?: Record<string, string>): { images: IdxImages; labels: Uint8Array } {
+export function readTestSet(
+  dir = process.env.FASHION_MNIST_DIR || DEFAULT_DATASET_DIR,
+  sha?: Record<string, string>,
+): { images: IdxImages; labels: Uint8Array } {
   const imgRaw = readIdx(dir, 't10k-images-idx3-ubyte', sha?.['test-images']);
   const lblRaw = readIdx(dir, 't10k-labels-idx1-ubyte', sha?.['test-labels']);
   const [count, rows, cols] = header(imgRaw, 3);

@@ -39,7 +39,14 @@ export async function checkParity(dir: string, tolerance = 1e-4, formats: ModelF
         if (argmax(probs, i * k, k) !== argmax(row, 0, k)) mismatches++;
         for (let c = 0; c < k; c++) maxAbsDiff = Math.max(maxAbsDiff, Math.abs(probs[i * k + c] - row[c]));
       });
-      results.push({ format, backend: model.runtime.backend, images: ref.indices.length, top1Mismatches: mismatches, maxAbsDiff, ok: mismatches === 0 && maxAbsDiff <= tolerance });
+      results.push({
+        format,
+        backend: model.runtime.backend,
+        images: ref.indices.length,
+        top1Mismatches: mismatches,
+        maxAbsDiff,
+        ok: mismatches === 0 && maxAbsDiff <= tolerance,
+      });
     } finally {
       await model.runtime.dispose();
     }
@@ -56,7 +63,9 @@ async function main(argv: string[]): Promise<void> {
   }
   const results = await checkParity(dir, tol);
   for (const r of results) {
-    console.log(`${r.ok ? 'PASS' : 'FAIL'} ${r.format.padEnd(4)} ${r.backend}: ${r.images} images, top-1 mismatches ${r.top1Mismatches}, max |dp| ${r.maxAbsDiff.toExponential(2)} (tolerance ${tol})`);
+    console.log(
+      `${r.ok ? 'PASS' : 'FAIL'} ${r.format.padEnd(4)} ${r.backend}: ${r.images} images, top-1 mismatches ${r.top1Mismatches}, max |dp| ${r.maxAbsDiff.toExponential(2)} (tolerance ${tol})`,
+    );
   }
   console.log(JSON.stringify({ artifact: dir, tolerance: tol, results }));
   if (!results.every((r) => r.ok)) process.exit(1);

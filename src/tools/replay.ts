@@ -20,7 +20,10 @@ function report(s: ReplaySummary): string {
   const lines = [
     `${s.answered}/${s.sent} answered in ${s.seconds.toFixed(1)} s (${s.ratePerSecond.toFixed(1)}/s) over ${s.transport} ${s.target}, source ${s.source}`,
   ];
-  if (s.latencyMs) lines.push(`latency ms: p50 ${s.latencyMs.p50.toFixed(1)}  p95 ${s.latencyMs.p95.toFixed(1)}  p99 ${s.latencyMs.p99.toFixed(1)}  max ${s.latencyMs.max.toFixed(1)}`);
+  if (s.latencyMs)
+    lines.push(
+      `latency ms: p50 ${s.latencyMs.p50.toFixed(1)}  p95 ${s.latencyMs.p95.toFixed(1)}  p99 ${s.latencyMs.p99.toFixed(1)}  max ${s.latencyMs.max.toFixed(1)}`,
+    );
   if (s.failed) lines.push(`failed: ${s.failed} ${JSON.stringify(s.errors)}`);
   if (s.driftStartedAt !== null) lines.push(`drift from request ${s.driftStartedAt}: ${s.drifted} drifted requests`);
   for (const a of s.arms) {
@@ -29,7 +32,9 @@ function report(s: ReplaySummary): string {
     );
   }
   const f = s.feedback;
-  lines.push(`feedback: ${f.sent} sent, ${f.accepted} counted, ${f.duplicates} duplicates, ${f.failed} failed${f.failed ? ` ${JSON.stringify(f.errors)}` : ''}`);
+  lines.push(
+    `feedback: ${f.sent} sent, ${f.accepted} counted, ${f.duplicates} duplicates, ${f.failed} failed${f.failed ? ` ${JSON.stringify(f.errors)}` : ''}`,
+  );
   return lines.join('\n');
 }
 

@@ -46,7 +46,17 @@ describe('container image (Dockerfile replayed without Docker)', { timeout: 15 *
       stages.map((s) => s.name),
       ['build', 'deps', 'runtime'],
     );
-    for (const f of ['dist/src/main.js', 'package.json', 'proto/classifier/v1/classifier.proto', 'proto/inference/v2/grpc_predict_v2.proto', 'models/routing.json', 'models/baseline/1/manifest.json', 'models/dendritic/1/model.onnx', 'node_modules/onnxruntime-node/package.json', 'node_modules/sharp/package.json']) {
+    for (const f of [
+      'dist/src/main.js',
+      'package.json',
+      'proto/classifier/v1/classifier.proto',
+      'proto/inference/v2/grpc_predict_v2.proto',
+      'models/routing.json',
+      'models/baseline/1/manifest.json',
+      'models/dendritic/1/model.onnx',
+      'node_modules/onnxruntime-node/package.json',
+      'node_modules/sharp/package.json',
+    ]) {
       assert.ok(existsSync(path.join(app, f)), `the image has ${f}`);
     }
     for (const f of ['node_modules/typescript', 'node_modules/supertest', 'src', 'test', 'training', 'dist/test', '.git']) {
@@ -62,7 +72,14 @@ describe('container image (Dockerfile replayed without Docker)', { timeout: 15 *
   it('starts as its user, passes its health check, classifies over HTTP and gRPC, and drains on SIGTERM', async () => {
     const [httpPort, grpcPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
     // Ports as `docker run -e` would set them; everything else from the image's ENV.
-    const env = { PATH: process.env.PATH, ...image.env, HTTP_PORT: String(httpPort), GRPC_PORT: String(grpcPort), METRICS_PORT: String(metricsPort), HOST: '127.0.0.1' };
+    const env = {
+      PATH: process.env.PATH,
+      ...image.env,
+      HTTP_PORT: String(httpPort),
+      GRPC_PORT: String(grpcPort),
+      METRICS_PORT: String(metricsPort),
+      HOST: '127.0.0.1',
+    };
     const [uid, gid] = (image.user ?? '').split(':').map(Number);
     const asUser = process.getuid?.() === 0 ? { uid, gid: gid || uid } : {};
     let out = '';

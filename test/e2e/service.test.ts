@@ -123,7 +123,11 @@ for (const runtime of ['onnx', 'tfjs'] as const) {
           results.forEach((r, i) => {
             assert.equal(Number(r.index), i);
             assert.equal(r.tag, fixtures[i].file);
-            assert.equal(r.classification.label_index, argmax(ref(r.classification.model, r.classification.version).get(fixtures[i].testIndex)!), r.tag);
+            assert.equal(
+              r.classification.label_index,
+              argmax(ref(r.classification.model, r.classification.version).get(fixtures[i].testIndex)!),
+              r.tag,
+            );
           });
         } finally {
           c.close();

@@ -31,8 +31,17 @@ function memory(pid: number): { rss: number; peak: number } {
 
 describe('the built service under hostile input', () => {
   it('answers the corpus three times over with bounded memory', async () => {
-    const limits = { maxImageBytes: 10 * 1024 * 1024, maxJsonBytes: 32 * 1024 * 1024, maxBatchImages: 256, grpcMaxMessageBytes: 32 * 1024 * 1024 };
-    const svc = await startServiceProcess({ RECEIPT_SECRET, ADMIN_TOKEN: 'e2e-under-load-admin-token-0123', ROUTING_FILE: '/nonexistent/routing.json' });
+    const limits = {
+      maxImageBytes: 10 * 1024 * 1024,
+      maxJsonBytes: 32 * 1024 * 1024,
+      maxBatchImages: 256,
+      grpcMaxMessageBytes: 32 * 1024 * 1024,
+    };
+    const svc = await startServiceProcess({
+      RECEIPT_SECRET,
+      ADMIN_TOKEN: 'e2e-under-load-admin-token-0123',
+      ROUTING_FILE: '/nonexistent/routing.json',
+    });
     const c = clients(svc.grpcPort);
     try {
       const corpus = await hostileCorpus({ ...limits, receiptSecret: RECEIPT_SECRET, feedbackMaxAgeHours: 168 });
@@ -48,7 +57,10 @@ describe('the built service under hostile input', () => {
       // Peak: models, a 32 MB JSON body in flight, a 6000x6000 decode; nothing near a bomb's gigabytes.
       assert.ok(rounds[2].peak < 1024, `peak resident memory ${rounds[2].peak.toFixed(0)} MB`);
       // No per-round growth beyond allocator noise once the first round has warmed every path.
-      assert.ok(rounds[2].rss < rounds[0].rss * 1.25 + 20, `resident memory by round: ${rounds.map((r) => r.rss.toFixed(0)).join(', ')} MB`);
+      assert.ok(
+        rounds[2].rss < rounds[0].rss * 1.25 + 20,
+        `resident memory by round: ${rounds.map((r) => r.rss.toFixed(0)).join(', ')} MB`,
+      );
     } finally {
       c.close();
       await svc.stop();
@@ -59,7 +71,11 @@ describe('the built service under hostile input', () => {
 describe('SIGTERM under load', () => {
   it('answers every admitted request, refuses the rest cleanly and exits 0 in time', async () => {
     const drainTimeoutMs = 10_000;
-    const svc = await startServiceProcess({ DRAIN_TIMEOUT_MS: String(drainTimeoutMs), LOG_LEVEL: 'info', ROUTING_FILE: '/nonexistent/routing.json' });
+    const svc = await startServiceProcess({
+      DRAIN_TIMEOUT_MS: String(drainTimeoutMs),
+      LOG_LEVEL: 'info',
+      ROUTING_FILE: '/nonexistent/routing.json',
+    });
     const port = Number(new URL(svc.http).port);
     const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
     const c = clients(svc.grpcPort);
@@ -70,7 +86,12 @@ describe('SIGTERM under load', () => {
     const traffic = new Traffic(
       [
         ...Array.from({ length: 12 }, () => httpWorker(port, agent, '/v1/classify/batch', body)),
-        ...Array.from({ length: 4 }, () => grpcWorker(c.product, 'ClassifyBatch', { images: body.images.map((i) => ({ pixels: { values: i.pixels } })), model: 'dendritic' })),
+        ...Array.from({ length: 4 }, () =>
+          grpcWorker(c.product, 'ClassifyBatch', {
+            images: body.images.map((i) => ({ pixels: { values: i.pixels } })),
+            model: 'dendritic',
+          }),
+        ),
       ],
       refused, // a refused client goes elsewhere, as behind a load balancer
     );
@@ -99,13 +120,19 @@ describe('SIGTERM under load', () => {
       const before = outcomes.filter((o) => o.answeredAt < signalAt);
       assert.ok(before.length > 10 && before.every((o) => o.ok), describeFailures(before));
       const answeredAfter = outcomes.filter((o) => o.answeredAt >= signalAt && o.ok);
-      assert.ok(answeredAfter.length >= stopped.inFlightAtDrain, `${answeredAfter.length} answers after the signal, ${stopped.inFlightAtDrain} in flight at it`);
+      assert.ok(
+        answeredAfter.length >= stopped.inFlightAtDrain,
+        `${answeredAfter.length} answers after the signal, ${stopped.inFlightAtDrain} in flight at it`,
+      );
       for (const o of outcomes.filter((x) => !x.ok)) {
         const clean =
           (o.transport === 'http' && o.status === 503 && o.code === 'UNAVAILABLE' && o.retryAfter === '1' && o.connection === 'close') ||
           (o.transport === 'http' && o.status === 'ECONNREFUSED') ||
           (o.transport === 'grpc' && o.status === 14);
-        assert.ok(clean, `not a clean refusal: ${o.transport} ${o.status} ${o.code ?? ''} ${o.message ?? ''} sent ${(o.sentAt - signalAt).toFixed(1)} answered ${(o.answeredAt - signalAt).toFixed(1)} ms after the signal; every answer after it [transport, status, sent ms, answered ms]: ${JSON.stringify(outcomes.filter((x) => x.answeredAt >= signalAt).map((x) => [x.transport, x.status, Math.round(x.sentAt - signalAt), Math.round(x.answeredAt - signalAt)]))}`);
+        assert.ok(
+          clean,
+          `not a clean refusal: ${o.transport} ${o.status} ${o.code ?? ''} ${o.message ?? ''} sent ${(o.sentAt - signalAt).toFixed(1)} answered ${(o.answeredAt - signalAt).toFixed(1)} ms after the signal; every answer after it [transport, status, sent ms, answered ms]: ${JSON.stringify(outcomes.filter((x) => x.answeredAt >= signalAt).map((x) => [x.transport, x.status, Math.round(x.sentAt - signalAt), Math.round(x.answeredAt - signalAt)]))}`,
+        );
       }
       assert.equal(outcomes.filter((o) => !o.ok).length, 16, 'each client was refused once, then stopped');
     } finally {

@@ -42,7 +42,10 @@ describe('A/B evidence from live traffic', () => {
   it('counts assignments, feedback, accuracy and drift from HTTP and gRPC traffic', async () => {
     const empty = (await api.get('/v1/ab').expect(200)).body;
     assert.equal(empty.experiment.experiment, 'ab-integration');
-    assert.deepEqual(empty.experiment.arms.map((a: { assigned: number }) => a.assigned), [0, 0]);
+    assert.deepEqual(
+      empty.experiment.arms.map((a: { assigned: number }) => a.assigned),
+      [0, 0],
+    );
 
     const router = new AbRouter(parseRoutingConfig(CONFIG));
     const expectedArms = new Map<string, number>();
@@ -67,7 +70,11 @@ describe('A/B evidence from live traffic', () => {
       if (labelIndex === f.labelIndex) right++;
     }
     // An explicit model choice is served but stays out of the experiment.
-    const explicit = await api.post('/v1/classify').field('model', 'baseline').attach('image', fixtureBytes(fixtures[0].file), 'x.png').expect(200);
+    const explicit = await api
+      .post('/v1/classify')
+      .field('model', 'baseline')
+      .attach('image', fixtureBytes(fixtures[0].file), 'x.png')
+      .expect(200);
     await api.post('/v1/feedback').send({ predictionId: explicit.body.predictionId, label: fixtures[0].label }).expect(200);
 
     const report = (await api.get('/v1/ab').expect(200)).body;
@@ -76,17 +83,27 @@ describe('A/B evidence from live traffic', () => {
       assert.equal(a.assigned, expectedArms.get(a.name) ?? 0, a.name);
       assert.equal(a.labelled, a.assigned);
     }
-    assert.equal(arms.reduce((s, a) => s + a.correct, 0), right);
+    assert.equal(
+      arms.reduce((s, a) => s + a.correct, 0),
+      right,
+    );
     assert.equal(report.experiment.sampleRatio.mismatch, false);
     assert.equal(report.experiment.comparisons[0].verdict, 'not-decided');
 
-    const acc1h = report.accuracy['1h'] as { model: string; arm: string; figures: { labelled: number; correct: number; observed: number; expected: number } }[];
+    const acc1h = report.accuracy['1h'] as {
+      model: string;
+      arm: string;
+      figures: { labelled: number; correct: number; observed: number; expected: number };
+    }[];
     const byArm = Object.fromEntries(acc1h.map((a) => [a.arm, a.figures]));
     assert.equal(byArm.explicit.labelled, 1);
     assert.equal(byArm.control.labelled + byArm.candidate.labelled, fixtures.length);
     assert.ok(byArm.control.expected > 0.5 && byArm.control.expected <= 1);
 
-    const drift = report.drift['1h'] as { model: string; report: { samples: number; estimatedAccuracy: number; drift: boolean; reasons: string[] } }[];
+    const drift = report.drift['1h'] as {
+      model: string;
+      report: { samples: number; estimatedAccuracy: number; drift: boolean; reasons: string[] };
+    }[];
     assert.equal(drift.length, 1);
     assert.equal(drift[0].model, 'baseline');
     assert.equal(drift[0].report.samples, fixtures.length + 1);
@@ -166,7 +183,13 @@ describe('shadow traffic', () => {
       }
       assert.deepEqual(shadow, [{ served: 'baseline', shadow: 'twin', compared: fixtures.length, agreement: 1 }]);
       const text = (await request(`http://127.0.0.1:${service.metricsPort}`).get('/metrics').expect(200)).text;
-      assert.ok(text.includes(`classifier_shadow_predictions_total{model="twin",outcome="agree"} ${fixtures.length}`), text.split('\n').filter((l) => l.includes('shadow')).join('\n'));
+      assert.ok(
+        text.includes(`classifier_shadow_predictions_total{model="twin",outcome="agree"} ${fixtures.length}`),
+        text
+          .split('\n')
+          .filter((l) => l.includes('shadow'))
+          .join('\n'),
+      );
       assert.ok(text.includes('classifier_shadow_agreement_ratio{model="twin",window="1h"} 1'));
     } finally {
       await service.stop();

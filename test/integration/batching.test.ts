@@ -32,7 +32,10 @@ describe('micro-batching', () => {
     const before = await histogram();
     const answers = await Promise.all(
       Array.from({ length: n }, (_, i) =>
-        service.dataplane.classify({ kind: 'pixels', pixels: images.pixels.subarray(i * 784, (i + 1) * 784) }, { model: 'baseline', transport: 'inprocess' }),
+        service.dataplane.classify(
+          { kind: 'pixels', pixels: images.pixels.subarray(i * 784, (i + 1) * 784) },
+          { model: 'baseline', transport: 'inprocess' },
+        ),
       ),
     );
     const right = answers.filter((a, i) => a.labelIndex === labels[i]).length;
@@ -45,7 +48,10 @@ describe('micro-batching', () => {
   it('answers a lone request alone', async () => {
     const { images } = readTestSet();
     const before = await histogram();
-    await service.dataplane.classify({ kind: 'pixels', pixels: images.pixels.subarray(0, 784) }, { model: 'baseline', transport: 'inprocess' });
+    await service.dataplane.classify(
+      { kind: 'pixels', pixels: images.pixels.subarray(0, 784) },
+      { model: 'baseline', transport: 'inprocess' },
+    );
     const afterwards = await histogram();
     assert.deepEqual([afterwards.calls - before.calls, afterwards.images - before.images], [1, 1]);
   });

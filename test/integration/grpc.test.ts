@@ -18,7 +18,12 @@ describe('gRPC classifier.v1.ProductClassifier', () => {
   let c: Clients;
 
   before(async () => {
-    service = await startService({ MAX_BATCH_IMAGES: '16', MAX_IMAGE_BYTES: String(512 * 1024), GRPC_MAX_MESSAGE_BYTES: String(4 * 1024 * 1024), GRPC_STREAM_WINDOW: '8' });
+    service = await startService({
+      MAX_BATCH_IMAGES: '16',
+      MAX_IMAGE_BYTES: String(512 * 1024),
+      GRPC_MAX_MESSAGE_BYTES: String(4 * 1024 * 1024),
+      GRPC_STREAM_WINDOW: '8',
+    });
     c = clients(service.grpcPort);
   });
   after(async () => {
@@ -53,14 +58,20 @@ describe('gRPC classifier.v1.ProductClassifier', () => {
 
   it('ClassifyBatch classifies each image and fails a bad one alone', async () => {
     const res = await call(c.product, 'ClassifyBatch', {
-      images: [{ encoded: fixtureBytes(fixtures[1].file) }, { encoded: Buffer.from('not an image') }, { encoded: fixtureBytes(fixtures[2].file) }],
+      images: [
+        { encoded: fixtureBytes(fixtures[1].file) },
+        { encoded: Buffer.from('not an image') },
+        { encoded: fixtureBytes(fixtures[2].file) },
+      ],
     });
     assert.equal(res.results.length, 3);
     assert.equal(res.results[0].outcome, 'classification');
     assert.equal(res.results[1].outcome, 'error');
     assert.equal(res.results[1].error.code, 'UNSUPPORTED_MEDIA_TYPE');
     assert.equal(res.results[2].outcome, 'classification');
-    const tooMany = await failure(call(c.product, 'ClassifyBatch', { images: Array.from({ length: 17 }, () => ({ encoded: fixtureBytes(fixtures[0].file) })) }));
+    const tooMany = await failure(
+      call(c.product, 'ClassifyBatch', { images: Array.from({ length: 17 }, () => ({ encoded: fixtureBytes(fixtures[0].file) })) }),
+    );
     assert.equal(tooMany.code, grpc.status.INVALID_ARGUMENT);
     assert.match(tooMany.details, /at most 16/);
   });
@@ -70,20 +81,31 @@ describe('gRPC classifier.v1.ProductClassifier', () => {
     assert.deepEqual([noImage.code, noImage.errorCode], [grpc.status.INVALID_ARGUMENT, 'INVALID_ARGUMENT']);
     const unknownModel = await failure(call(c.product, 'Classify', { image: { encoded: fixtureBytes(fixtures[0].file) }, model: 'nope' }));
     assert.deepEqual([unknownModel.code, unknownModel.errorCode], [grpc.status.NOT_FOUND, 'NOT_FOUND']);
-    const badVersion = await failure(call(c.product, 'Classify', { image: { encoded: fixtureBytes(fixtures[0].file) }, model: 'baseline', version: '99' }));
+    const badVersion = await failure(
+      call(c.product, 'Classify', { image: { encoded: fixtureBytes(fixtures[0].file) }, model: 'baseline', version: '99' }),
+    );
     assert.equal(badVersion.code, grpc.status.NOT_FOUND);
     const notImage = await failure(call(c.product, 'Classify', { image: { encoded: Buffer.from('a product description, not an image') } }));
     assert.deepEqual([notImage.code, notImage.errorCode], [grpc.status.INVALID_ARGUMENT, 'UNSUPPORTED_MEDIA_TYPE']);
     const brokenGif = await failure(call(c.product, 'Classify', { image: { encoded: Buffer.from('GIF89a but not really') } }));
-    assert.deepEqual([brokenGif.code, brokenGif.errorCode, brokenGif.details], [grpc.status.INVALID_ARGUMENT, 'INVALID_ARGUMENT', 'the GIF file is corrupt or truncated: its header cannot be read']);
+    assert.deepEqual(
+      [brokenGif.code, brokenGif.errorCode, brokenGif.details],
+      [grpc.status.INVALID_ARGUMENT, 'INVALID_ARGUMENT', 'the GIF file is corrupt or truncated: its header cannot be read'],
+    );
     // Noise does not compress: a 600x600 colour PNG is over the 512 KiB image limit.
-    const big = await sharp({ create: { width: 600, height: 600, channels: 3, background: '#fff', noise: { type: 'gaussian', mean: 128, sigma: 60 } } }).png().toBuffer();
+    const big = await sharp({
+      create: { width: 600, height: 600, channels: 3, background: '#fff', noise: { type: 'gaussian', mean: 128, sigma: 60 } },
+    })
+      .png()
+      .toBuffer();
     assert.ok(big.length > 512 * 1024);
     const tooBig = await failure(call(c.product, 'Classify', { image: { encoded: big } }));
     assert.deepEqual([tooBig.code, tooBig.errorCode], [grpc.status.RESOURCE_EXHAUSTED, 'PAYLOAD_TOO_LARGE']);
     const overMessage = await failure(call(c.product, 'Classify', { image: { encoded: Buffer.alloc(5 * 1024 * 1024, 1) } }));
     assert.equal(overMessage.code, grpc.status.RESOURCE_EXHAUSTED); // grpc-js refuses the message itself
-    const badKey = await failure(call(c.product, 'Classify', { image: { encoded: fixtureBytes(fixtures[0].file) }, routing_key: 'k'.repeat(300) }));
+    const badKey = await failure(
+      call(c.product, 'Classify', { image: { encoded: fixtureBytes(fixtures[0].file) }, routing_key: 'k'.repeat(300) }),
+    );
     assert.equal(badKey.code, grpc.status.INVALID_ARGUMENT);
   });
 
@@ -99,11 +121,16 @@ describe('gRPC classifier.v1.ProductClassifier', () => {
     const f = fixtures[3];
     const res = await call(c.product, 'Classify', { image: { encoded: fixtureBytes(f.file) } });
     const first = await call(c.product, 'SendFeedback', { prediction_id: res.prediction_id, label: f.label });
-    assert.deepEqual([first.accepted, first.correct, first.model, first.version, first.arm], [true, res.label_index === f.labelIndex, 'baseline', '1', 'default']);
+    assert.deepEqual(
+      [first.accepted, first.correct, first.model, first.version, first.arm],
+      [true, res.label_index === f.labelIndex, 'baseline', '1', 'default'],
+    );
     const again = await call(c.product, 'SendFeedback', { prediction_id: res.prediction_id, label_index: f.labelIndex });
     assert.equal(again.accepted, false);
     const [payload, sig] = res.prediction_id.split('.');
-    const forged = Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(payload, 'base64url').toString()), c: (res.label_index + 1) % 10 })).toString('base64url');
+    const forged = Buffer.from(
+      JSON.stringify({ ...JSON.parse(Buffer.from(payload, 'base64url').toString()), c: (res.label_index + 1) % 10 }),
+    ).toString('base64url');
     const tampered = await failure(call(c.product, 'SendFeedback', { prediction_id: `${forged}.${sig}`, label_index: 0 }));
     assert.equal(tampered.code, grpc.status.PERMISSION_DENIED);
     const malformed = await failure(call(c.product, 'SendFeedback', { prediction_id: 'abc', label_index: 0 }));

@@ -65,7 +65,13 @@ describe('hostile input', () => {
   section('refuses bad feedback on both transports', ['feedback']);
 
   it('keeps answering, and logs neither payloads nor secrets', async () => {
-    const ok = await send(port, 'POST', '/v1/classify', { 'content-type': 'application/json' }, Buffer.from(JSON.stringify({ pixels: new Array(784).fill(0) })));
+    const ok = await send(
+      port,
+      'POST',
+      '/v1/classify',
+      { 'content-type': 'application/json' },
+      Buffer.from(JSON.stringify({ pixels: new Array(784).fill(0) })),
+    );
     assert.equal(ok.status, 200);
     assert.equal((await send(port, 'GET', '/readyz', {})).status, 200);
     const log = logLines.join('');

@@ -46,8 +46,14 @@ describe('HTTP API', () => {
     });
 
     it('classifies base64 JSON (plain and data URL) the same as multipart', async () => {
-      const a = await api.post('/v1/classify').send({ image: png.toString('base64') }).expect(200);
-      const b = await api.post('/v1/classify').send({ image: `data:image/png;base64,${png.toString('base64')}` }).expect(200);
+      const a = await api
+        .post('/v1/classify')
+        .send({ image: png.toString('base64') })
+        .expect(200);
+      const b = await api
+        .post('/v1/classify')
+        .send({ image: `data:image/png;base64,${png.toString('base64')}` })
+        .expect(200);
       const c = await api.post('/v1/classify').attach('image', png, 'x.png').expect(200);
       assert.equal(a.body.labelIndex, c.body.labelIndex);
       assert.equal(b.body.confidence, c.body.confidence);
@@ -56,14 +62,20 @@ describe('HTTP API', () => {
     it('classifies a pixel array', async () => {
       const sharp = (await import('sharp')).default;
       const { data } = await sharp(png).toColourspace('b-w').raw().toBuffer({ resolveWithObject: true });
-      const viaPixels = await api.post('/v1/classify').send({ pixels: Array.from(data) }).expect(200);
+      const viaPixels = await api
+        .post('/v1/classify')
+        .send({ pixels: Array.from(data) })
+        .expect(200);
       const viaPng = await api.post('/v1/classify').attach('image', png, 'x.png').expect(200);
       assert.equal(viaPixels.body.labelIndex, viaPng.body.labelIndex);
       assert.ok(Math.abs(viaPixels.body.confidence - viaPng.body.confidence) < 1e-6);
     });
 
     it('classifies a catalog photo (JPEG, 800x1000)', async () => {
-      const res = await api.post('/v1/classify').attach('image', await catalogPhoto('jpeg'), 'dress.jpg').expect(200);
+      const res = await api
+        .post('/v1/classify')
+        .attach('image', await catalogPhoto('jpeg'), 'dress.jpg')
+        .expect(200);
       assert.ok(res.body.label);
     });
 
@@ -96,7 +108,11 @@ describe('HTTP API', () => {
       expectError(await api.post('/v1/classify').attach('image', pngDeclaring(40_000, 40_000), 'bomb.png'), 413, 'PAYLOAD_TOO_LARGE');
       expectError(await api.post('/v1/classify').attach('image', Buffer.alloc(3 * 1024 * 1024, 1), 'big.png'), 413, 'PAYLOAD_TOO_LARGE');
       expectError(await api.post('/v1/classify').send({ pixels: new Array(784).fill(0), model: 'nope' }), 404, 'NOT_FOUND');
-      expectError(await api.post('/v1/classify').send({ pixels: new Array(784).fill(0), model: 'baseline', version: '9' }), 404, 'NOT_FOUND');
+      expectError(
+        await api.post('/v1/classify').send({ pixels: new Array(784).fill(0), model: 'baseline', version: '9' }),
+        404,
+        'NOT_FOUND',
+      );
       expectError(await api.post('/v1/classify').send({ pixels: new Array(784).fill(0), model: '../../etc' }), 400, 'INVALID_ARGUMENT');
       expectError(await api.post('/v1/classify').send({ pixels: new Array(784).fill(0), version: '1' }), 400, 'INVALID_ARGUMENT');
     });
@@ -108,7 +124,9 @@ describe('HTTP API', () => {
       for (const f of fixtures.slice(0, 8)) req = req.attach('images', fixtureBytes(f.file), f.file);
       const res = await req.expect(200);
       assert.equal(res.body.results.length, 8);
-      const singles = await Promise.all(fixtures.slice(0, 8).map((f) => api.post('/v1/classify').attach('image', fixtureBytes(f.file), f.file)));
+      const singles = await Promise.all(
+        fixtures.slice(0, 8).map((f) => api.post('/v1/classify').attach('image', fixtureBytes(f.file), f.file)),
+      );
       res.body.results.forEach((r: { labelIndex: number }, i: number) => assert.equal(r.labelIndex, singles[i].body.labelIndex));
     });
 
@@ -126,7 +144,11 @@ describe('HTTP API', () => {
     it('refuses empty and oversized batches', async () => {
       expectError(await api.post('/v1/classify/batch').send({ images: [] }), 400, 'INVALID_ARGUMENT');
       expectError(await api.post('/v1/classify/batch').send({ images: 'x' }), 400, 'INVALID_ARGUMENT');
-      expectError(await api.post('/v1/classify/batch').send({ images: new Array(17).fill({ pixels: new Array(784).fill(0) }) }), 400, 'INVALID_ARGUMENT');
+      expectError(
+        await api.post('/v1/classify/batch').send({ images: new Array(17).fill({ pixels: new Array(784).fill(0) }) }),
+        400,
+        'INVALID_ARGUMENT',
+      );
       let req = api.post('/v1/classify/batch');
       for (let i = 0; i < 17; i++) req = req.attach('images', png, `${i}.png`);
       expectError(await req, 400, 'INVALID_ARGUMENT');
@@ -164,20 +186,37 @@ describe('HTTP API', () => {
       const auth = { Authorization: `Bearer ${TOKEN}` };
       expectError(await api.put('/v1/admin/routing').send({}), 401, 'UNAUTHENTICATED');
       assert.equal((await api.get('/v1/admin/routing').set(auth).expect(200)).body.source, 'none');
-      const cfg = { experiment: 'http-test', arms: [{ name: 'control', model: 'baseline', weight: 1 }, { name: 'candidate', model: 'baseline', weight: 1 }] };
-      const bad = await api.put('/v1/admin/routing').set(auth).send({ ...cfg, arms: [{ name: 'c', model: 'missing', weight: 1 }] });
+      const cfg = {
+        experiment: 'http-test',
+        arms: [
+          { name: 'control', model: 'baseline', weight: 1 },
+          { name: 'candidate', model: 'baseline', weight: 1 },
+        ],
+      };
+      const bad = await api
+        .put('/v1/admin/routing')
+        .set(auth)
+        .send({ ...cfg, arms: [{ name: 'c', model: 'missing', weight: 1 }] });
       expectError(bad, 400, 'INVALID_ARGUMENT');
       assert.match(bad.body.error.message, /"missing" is not loaded/);
       const applied = await api.put('/v1/admin/routing').set(auth).send(cfg).expect(200);
       assert.equal(applied.body.source, 'admin');
-      assert.deepEqual(applied.body.config.arms.map((a: { weight: number }) => a.weight), [0.5, 0.5]);
+      assert.deepEqual(
+        applied.body.config.arms.map((a: { weight: number }) => a.weight),
+        [0.5, 0.5],
+      );
       const router = new AbRouter(parseRoutingConfig(cfg));
       for (const key of ['alice', 'bob', 'carol', 'dave', 'erin', 'frank']) {
         const res = await api.post('/v1/classify').set('X-Routing-Key', key).attach('image', png, 'item.png').expect(200);
         assert.equal(res.headers['x-model-arm'], router.select({ routingKey: key }).arm, key);
         assert.equal(res.body.arm, res.headers['x-model-arm']);
       }
-      const explicit = await api.post('/v1/classify').set('X-Routing-Key', 'alice').field('model', 'baseline').attach('image', png, 'item.png').expect(200);
+      const explicit = await api
+        .post('/v1/classify')
+        .set('X-Routing-Key', 'alice')
+        .field('model', 'baseline')
+        .attach('image', png, 'item.png')
+        .expect(200);
       assert.equal(explicit.body.arm, 'explicit');
     });
   });
@@ -187,7 +226,9 @@ describe('HTTP API without an admin token', () => {
   it('has no admin routes', async () => {
     const service = await startService();
     try {
-      const res = await request(`http://127.0.0.1:${service.port}`).post('/v1/admin/models/reload').set('Authorization', 'Bearer anything-at-all-123');
+      const res = await request(`http://127.0.0.1:${service.port}`)
+        .post('/v1/admin/models/reload')
+        .set('Authorization', 'Bearer anything-at-all-123');
       assert.equal(res.status, 404);
       assert.equal(res.body.error.code, 'NOT_FOUND');
     } finally {
@@ -217,7 +258,13 @@ describe('draining', () => {
     assert.equal(res.headers.connection, 'close', 'answers given while draining close their connection');
     const outcome = await stopped;
     assert.deepEqual(
-      { drained: outcome.drained, inFlightAtDrain: outcome.inFlightAtDrain, finished: outcome.finished, refused: outcome.refused, stillInFlight: outcome.stillInFlight },
+      {
+        drained: outcome.drained,
+        inFlightAtDrain: outcome.inFlightAtDrain,
+        finished: outcome.finished,
+        refused: outcome.refused,
+        stillInFlight: outcome.stillInFlight,
+      },
       { drained: true, inFlightAtDrain: 1, finished: 1, refused: 1, stillInFlight: 0 },
     );
   });

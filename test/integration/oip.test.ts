@@ -63,7 +63,10 @@ describe('Open Inference Protocol v2', () => {
           { name: 'pixels', datatype: 'UINT8', shape: [-1, 28, 28] },
           { name: 'image', datatype: 'BYTES', shape: [-1] },
         ]);
-        assert.deepEqual(res.body.outputs.map((o: { name: string }) => o.name), ['probabilities', 'label_index', 'label', 'prediction_id']);
+        assert.deepEqual(
+          res.body.outputs.map((o: { name: string }) => o.name),
+          ['probabilities', 'label_index', 'label', 'prediction_id'],
+        );
         assert.deepEqual(res.body.outputs[0], { name: 'probabilities', datatype: 'FP32', shape: [-1, 10] });
       }
       assert.deepEqual((await api.get('/v2/models/baseline/ready').expect(200)).body, { name: 'baseline', ready: true });
@@ -87,30 +90,54 @@ describe('Open Inference Protocol v2', () => {
       assert.deepEqual(byName.probabilities.shape, [fixtures.length, 10]);
       assert.equal(byName.probabilities.datatype, 'FP32');
       assert.deepEqual(byName.label_index.data, expectedTop1);
-      assert.deepEqual(byName.label.data, expectedTop1.map((k) => manifest.labels[k]));
+      assert.deepEqual(
+        byName.label.data,
+        expectedTop1.map((k) => manifest.labels[k]),
+      );
       for (let i = 0; i < fixtures.length; i++) {
         const row = byName.probabilities.data.slice(i * 10, i * 10 + 10);
         const ref = reference.get(fixtures[i].testIndex)!;
         row.forEach((p: number, k: number) => assert.ok(Math.abs(p - ref[k]) < 1e-4, `image ${i} class ${k}: ${p} vs PyTorch ${ref[k]}`));
       }
       // prediction ids from OIP are receipts the feedback route accepts
-      const fb = await api.post('/v1/feedback').send({ predictionId: byName.prediction_id.data[0], labelIndex: fixtures[0].labelIndex }).expect(200);
+      const fb = await api
+        .post('/v1/feedback')
+        .send({ predictionId: byName.prediction_id.data[0], labelIndex: fixtures[0].labelIndex })
+        .expect(200);
       assert.equal(fb.body.accepted, true);
     });
 
     it('infers from FP32 normalized tensors given nested, and from base64 image files', async () => {
-      const nested = pixels.map((img) => [Array.from({ length: 28 }, (_, r) => img.slice(r * 28, r * 28 + 28).map((p) => (p / 255 - mean) / std))]);
+      const nested = pixels.map((img) => [
+        Array.from({ length: 28 }, (_, r) => img.slice(r * 28, r * 28 + 28).map((p) => (p / 255 - mean) / std)),
+      ]);
       const fp32 = await api
         .post('/v2/models/baseline/versions/1/infer')
-        .send({ inputs: [{ name: 'input', shape: [fixtures.length, 1, 28, 28], datatype: 'FP32', data: nested }], outputs: [{ name: 'label_index' }] })
+        .send({
+          inputs: [{ name: 'input', shape: [fixtures.length, 1, 28, 28], datatype: 'FP32', data: nested }],
+          outputs: [{ name: 'label_index' }],
+        })
         .expect(200);
       assert.equal(fp32.body.id, undefined);
       assert.deepEqual(fp32.body.outputs, [{ name: 'label_index', datatype: 'INT64', shape: [fixtures.length], data: expectedTop1 }]);
       const files = await api
         .post('/v2/models/baseline/infer')
-        .send({ inputs: [{ name: 'image', shape: [2], datatype: 'BYTES', data: fixtures.slice(0, 2).map((f) => fixtureBytes(f.file).toString('base64')) }], outputs: [{ name: 'label' }, { name: 'label_index' }] })
+        .send({
+          inputs: [
+            {
+              name: 'image',
+              shape: [2],
+              datatype: 'BYTES',
+              data: fixtures.slice(0, 2).map((f) => fixtureBytes(f.file).toString('base64')),
+            },
+          ],
+          outputs: [{ name: 'label' }, { name: 'label_index' }],
+        })
         .expect(200);
-      assert.deepEqual(files.body.outputs.map((o: { name: string }) => o.name), ['label', 'label_index']);
+      assert.deepEqual(
+        files.body.outputs.map((o: { name: string }) => o.name),
+        ['label', 'label_index'],
+      );
       assert.deepEqual(files.body.outputs[1].data, expectedTop1.slice(0, 2));
     });
 
@@ -131,7 +158,11 @@ describe('Open Inference Protocol v2', () => {
       await bad({ inputs: [px], outputs: [{ name: 'logits' }] }, 400, /unknown output "logits"/);
       await bad({ inputs: 'x' }, 400, /inputs must be an array/);
       await bad({ inputs: [px] }, 404, /unknown model "nope"/, '/v2/models/nope/infer');
-      await bad({ inputs: [{ name: 'image', shape: [1], datatype: 'BYTES', data: ['bm90IGFuIGltYWdl'] }] }, 415, /image 0: the file is text/);
+      await bad(
+        { inputs: [{ name: 'image', shape: [1], datatype: 'BYTES', data: ['bm90IGFuIGltYWdl'] }] },
+        415,
+        /image 0: the file is text/,
+      );
       const malformed = await api.post('/v2/models/baseline/infer').set('content-type', 'application/json').send('{"inputs": [');
       assert.equal(malformed.status, 400);
       assert.equal(typeof malformed.body.error, 'string');
@@ -157,7 +188,14 @@ describe('Open Inference Protocol v2', () => {
       const fp32 = await call(c.oip, 'ModelInfer', {
         model_name: 'baseline',
         id: 'req-1',
-        inputs: [{ name: 'input', datatype: 'FP32', shape: [fixtures.length, 1, 28, 28], contents: { fp32_contents: pixels.flat().map((p) => (p / 255 - mean) / std) } }],
+        inputs: [
+          {
+            name: 'input',
+            datatype: 'FP32',
+            shape: [fixtures.length, 1, 28, 28],
+            contents: { fp32_contents: pixels.flat().map((p) => (p / 255 - mean) / std) },
+          },
+        ],
       });
       assert.equal(fp32.id, 'req-1');
       assert.equal(fp32.model_version, '1');
@@ -171,7 +209,10 @@ describe('Open Inference Protocol v2', () => {
         inputs: [{ name: 'pixels', datatype: 'UINT8', shape: [fixtures.length, 784], contents: { uint_contents: pixels.flat() } }],
         outputs: [{ name: 'label' }],
       });
-      assert.deepEqual(u8.outputs[0].contents.bytes_contents.map((b: Buffer) => b.toString()), expectedTop1.map((k) => manifest.labels[k]));
+      assert.deepEqual(
+        u8.outputs[0].contents.bytes_contents.map((b: Buffer) => b.toString()),
+        expectedTop1.map((k) => manifest.labels[k]),
+      );
       const files = await call(c.oip, 'ModelInfer', {
         model_name: 'baseline',
         inputs: [{ name: 'image', datatype: 'BYTES', shape: [1], contents: { bytes_contents: [fixtureBytes(fixtures[0].file)] } }],
@@ -205,12 +246,15 @@ describe('Open Inference Protocol v2', () => {
       });
       const labels: string[] = [];
       const raw = u8.raw_output_contents[0] as Buffer;
-      for (let off = 0; off < raw.length; ) {
+      for (let off = 0; off < raw.length;) {
         const len = raw.readUInt32LE(off);
         labels.push(raw.subarray(off + 4, off + 4 + len).toString());
         off += 4 + len;
       }
-      assert.deepEqual(labels, expectedTop1.map((k) => manifest.labels[k]));
+      assert.deepEqual(
+        labels,
+        expectedTop1.map((k) => manifest.labels[k]),
+      );
       const files = await call(c.oip, 'ModelInfer', {
         model_name: 'baseline',
         inputs: [{ name: 'image', datatype: 'BYTES', shape: [2] }],
@@ -223,16 +267,31 @@ describe('Open Inference Protocol v2', () => {
 
     it('maps bad requests onto status codes', async () => {
       const px = { name: 'pixels', datatype: 'UINT8', shape: [1, 28, 28] };
-      const both = await failure(call(c.oip, 'ModelInfer', { model_name: 'baseline', inputs: [{ ...px, contents: { uint_contents: pixels[0] } }], raw_input_contents: [Buffer.from(pixels[0])] }));
+      const both = await failure(
+        call(c.oip, 'ModelInfer', {
+          model_name: 'baseline',
+          inputs: [{ ...px, contents: { uint_contents: pixels[0] } }],
+          raw_input_contents: [Buffer.from(pixels[0])],
+        }),
+      );
       assert.equal(both.code, grpc.status.INVALID_ARGUMENT);
       assert.match(both.details, /raw_input_contents/);
-      const short = await failure(call(c.oip, 'ModelInfer', { model_name: 'baseline', inputs: [px], raw_input_contents: [Buffer.alloc(100)] }));
+      const short = await failure(
+        call(c.oip, 'ModelInfer', { model_name: 'baseline', inputs: [px], raw_input_contents: [Buffer.alloc(100)] }),
+      );
       assert.equal(short.code, grpc.status.INVALID_ARGUMENT);
-      const noModel = await failure(call(c.oip, 'ModelInfer', { model_name: 'nope', inputs: [{ ...px, contents: { uint_contents: pixels[0] } }] }));
+      const noModel = await failure(
+        call(c.oip, 'ModelInfer', { model_name: 'nope', inputs: [{ ...px, contents: { uint_contents: pixels[0] } }] }),
+      );
       assert.equal(noModel.code, grpc.status.NOT_FOUND);
       const noName = await failure(call(c.oip, 'ModelInfer', { inputs: [] }));
       assert.equal(noName.code, grpc.status.INVALID_ARGUMENT);
-      const int32 = await failure(call(c.oip, 'ModelInfer', { model_name: 'baseline', inputs: [{ ...px, datatype: 'INT32', contents: { int_contents: pixels[0] } }] }));
+      const int32 = await failure(
+        call(c.oip, 'ModelInfer', {
+          model_name: 'baseline',
+          inputs: [{ ...px, datatype: 'INT32', contents: { int_contents: pixels[0] } }],
+        }),
+      );
       assert.equal(int32.code, grpc.status.INVALID_ARGUMENT);
       assert.match(int32.details, /FP32, UINT8 or BYTES/);
     });

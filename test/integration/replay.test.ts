@@ -31,9 +31,29 @@ describe('traffic replay', () => {
   it('replays a folder over HTTP and every label it sends back is counted', async () => {
     const client = httpClient(`http://127.0.0.1:${service.port}`);
     const labels = await client.labels();
-    const opts = parseOptions(['--url', `http://127.0.0.1:${service.port}`, '--rate', '0', '--count', '120', '--concurrency', '6', '--feedback', '1', '--feedback-delay', '0.2']);
+    const opts = parseOptions([
+      '--url',
+      `http://127.0.0.1:${service.port}`,
+      '--rate',
+      '0',
+      '--count',
+      '120',
+      '--concurrency',
+      '6',
+      '--feedback',
+      '1',
+      '--feedback-delay',
+      '0.2',
+    ]);
     const progress: number[] = [];
-    const s = await replay(opts, { client, source: folderSource(FIXTURES, labels), sourceName: FIXTURES, labels, onProgress: (p) => progress.push(p.answered), progressEveryMs: 100 });
+    const s = await replay(opts, {
+      client,
+      source: folderSource(FIXTURES, labels),
+      sourceName: FIXTURES,
+      labels,
+      onProgress: (p) => progress.push(p.answered),
+      progressEveryMs: 100,
+    });
     assert.equal(s.sent, 120);
     assert.equal(s.answered, 120, JSON.stringify(s.errors));
     assert.equal(s.failed, 0);
@@ -55,7 +75,22 @@ describe('traffic replay', () => {
     try {
       const labels = await client.labels();
       const before = (await monitoring()).drift['1h'].find((d) => d.model === 'baseline')?.report.samples ?? 0;
-      const opts = parseOptions(['--grpc', `127.0.0.1:${service.grpcPort}`, '--rate', '0', '--count', '700', '--concurrency', '8', '--feedback', '0', '--drift', 'rotate:35,noise:25', '--drift-from', '150']);
+      const opts = parseOptions([
+        '--grpc',
+        `127.0.0.1:${service.grpcPort}`,
+        '--rate',
+        '0',
+        '--count',
+        '700',
+        '--concurrency',
+        '8',
+        '--feedback',
+        '0',
+        '--drift',
+        'rotate:35,noise:25',
+        '--drift-from',
+        '150',
+      ]);
       const s = await replay(opts, { client, source: testSetSource(labels.length), sourceName: 'test set', labels });
       assert.equal(s.answered, 700, JSON.stringify(s.errors));
       assert.equal(s.driftStartedAt, 150);

@@ -45,7 +45,16 @@ function admin(port: number, method: string, route: string, body?: unknown): Pro
   const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { host: '127.0.0.1', port, method, path: route, headers: { authorization: `Bearer ${TOKEN}`, ...(payload ? { 'content-type': 'application/json', 'content-length': String(payload.length) } : {}) } },
+      {
+        host: '127.0.0.1',
+        port,
+        method,
+        path: route,
+        headers: {
+          authorization: `Bearer ${TOKEN}`,
+          ...(payload ? { 'content-type': 'application/json', 'content-length': String(payload.length) } : {}),
+        },
+      },
       (res) => {
         let text = '';
         res.on('data', (c) => (text += c));
@@ -105,7 +114,9 @@ describe('model versions changed under load', () => {
     const traffic = new Traffic([
       ...Array.from({ length: 6 }, () => httpWorker(s.port, s.agent, '/v1/classify', body)),
       httpWorker(s.port, s.agent, '/v1/classify/batch', { images: [{ pixels }, { pixels }, { pixels }], model: 'baseline' }),
-      ...Array.from({ length: 3 }, () => grpcWorker(s.grpc.product, 'Classify', { image: { pixels: { values: pixels } }, model: 'baseline' })),
+      ...Array.from({ length: 3 }, () =>
+        grpcWorker(s.grpc.product, 'Classify', { image: { pixels: { values: pixels } }, model: 'baseline' }),
+      ),
     ]);
     traffics.push(traffic);
     await sleep(300);
@@ -125,7 +136,10 @@ describe('model versions changed under load', () => {
     await writeFile(onnx, bytes);
     const refused = await admin(s.port, 'POST', '/v1/admin/models/reload');
     assert.equal(refused.body.ok, false);
-    assert.deepEqual(refused.body.failed.map((f: { name: string; version: string }) => `${f.name}/${f.version}`), ['baseline/3']);
+    assert.deepEqual(
+      refused.body.failed.map((f: { name: string; version: string }) => `${f.name}/${f.version}`),
+      ['baseline/3'],
+    );
     assert.match(refused.body.failed[0].error, /model\.onnx does not match its sha256/);
     await sleep(300);
 
@@ -142,7 +156,10 @@ describe('model versions changed under load', () => {
       (m.files as Record<string, string>)['model.onnx'] = '0'.repeat(64);
     });
     const brokenInPlace = await admin(s.port, 'POST', '/v1/admin/models/reload');
-    assert.deepEqual(brokenInPlace.body.failed.map((f: { name: string; version: string }) => `${f.name}/${f.version}`).sort(), ['baseline/2', 'baseline/3']);
+    assert.deepEqual(brokenInPlace.body.failed.map((f: { name: string; version: string }) => `${f.name}/${f.version}`).sort(), [
+      'baseline/2',
+      'baseline/3',
+    ]);
     await sleep(300);
 
     const outcomes = await traffic.stop();
@@ -150,7 +167,10 @@ describe('model versions changed under load', () => {
     assert.equal(outcomes.filter((o) => !o.ok).length, 0, describeFailures(outcomes));
     const late = traffic.sentAfter(afterAdd);
     assert.ok(late.length > 0 && late.every((o) => o.version === '2'), 'after the reload every answer comes from version 2');
-    assert.ok(outcomes.some((o) => o.version === '1'), 'version 1 served before');
+    assert.ok(
+      outcomes.some((o) => o.version === '1'),
+      'version 1 served before',
+    );
 
     const metrics = await (await fetch(`http://127.0.0.1:${s.metricsPort}/metrics`)).text();
     assert.match(metrics, /classifier_model_load_failures_total\{model="baseline",version="3"\} 3/); // refused at each of the 3 reloads after it appeared
@@ -170,9 +190,28 @@ describe('model versions changed under load', () => {
 
 describe('A/B config changed under load', () => {
   const file = path.join(os.tmpdir(), `pc-routing-under-load-${process.pid}.json`);
-  const configA = { experiment: 'config-a', control: 'a-control', arms: [{ name: 'a-control', model: 'baseline', weight: 1 }, { name: 'a-candidate', model: 'baseline', weight: 1 }] };
-  const configB = { experiment: 'config-b', control: 'b-control', arms: [{ name: 'b-control', model: 'dendritic', weight: 1 }, { name: 'b-candidate', model: 'dendritic', weight: 3 }] };
-  const modelOf: Record<string, string> = { 'a-control': 'baseline', 'a-candidate': 'baseline', 'b-control': 'dendritic', 'b-candidate': 'dendritic' };
+  const configA = {
+    experiment: 'config-a',
+    control: 'a-control',
+    arms: [
+      { name: 'a-control', model: 'baseline', weight: 1 },
+      { name: 'a-candidate', model: 'baseline', weight: 1 },
+    ],
+  };
+  const configB = {
+    experiment: 'config-b',
+    control: 'b-control',
+    arms: [
+      { name: 'b-control', model: 'dendritic', weight: 1 },
+      { name: 'b-candidate', model: 'dendritic', weight: 3 },
+    ],
+  };
+  const modelOf: Record<string, string> = {
+    'a-control': 'baseline',
+    'a-candidate': 'baseline',
+    'b-control': 'dendritic',
+    'b-candidate': 'dendritic',
+  };
   let s: Running;
 
   before(async () => {
@@ -185,7 +224,9 @@ describe('A/B config changed under load', () => {
   it('switches whole configs atomically, by the admin route and by the file', async () => {
     const traffic = new Traffic([
       ...Array.from({ length: 4 }, () => httpWorker(s.port, s.agent, '/v1/classify', { pixels })),
-      ...Array.from({ length: 2 }, () => httpWorker(s.port, s.agent, '/v1/classify/batch', { images: Array.from({ length: 8 }, () => ({ pixels })) })),
+      ...Array.from({ length: 2 }, () =>
+        httpWorker(s.port, s.agent, '/v1/classify/batch', { images: Array.from({ length: 8 }, () => ({ pixels })) }),
+      ),
       ...Array.from({ length: 2 }, () => grpcWorker(s.grpc.product, 'Classify', { image: { pixels: { values: pixels } } })),
       grpcWorker(s.grpc.product, 'ClassifyBatch', { images: Array.from({ length: 8 }, () => ({ pixels: { values: pixels } })) }),
     ]);
@@ -219,7 +260,10 @@ describe('A/B config changed under load', () => {
     for (const o of outcomes) {
       const arms = o.arms ?? [o.arm!];
       const config = arms[0].split('-')[0];
-      assert.ok(arms.every((a) => a.startsWith(`${config}-`)), `one answer, one config: ${arms.join(', ')}`);
+      assert.ok(
+        arms.every((a) => a.startsWith(`${config}-`)),
+        `one answer, one config: ${arms.join(', ')}`,
+      );
       assert.equal(o.model, modelOf[o.arm!], `arm ${o.arm} answered by ${o.model}`);
     }
     const configOf = (o: (typeof outcomes)[number]) => o.arm!.split('-')[0];
@@ -228,6 +272,9 @@ describe('A/B config changed under load', () => {
     const duringB = outcomes.filter((o) => o.sentAt > afterPut && o.answeredAt < beforeFile);
     assert.ok(duringB.length > 20 && duringB.every((o) => configOf(o) === 'b'), 'every request sent after the PUT answered under config B');
     const backToA = outcomes.filter((o) => o.sentAt > appliedAt);
-    assert.ok(backToA.length > 20 && backToA.every((o) => configOf(o) === 'a'), 'every request sent after the file applied answered under config A');
+    assert.ok(
+      backToA.length > 20 && backToA.every((o) => configOf(o) === 'a'),
+      'every request sent after the file applied answered under config A',
+    );
   });
 });

@@ -56,7 +56,10 @@ export function parseDockerfile(text: string): Instruction[] {
 
 /** `${VAR}`, `${VAR:-default}` and `$VAR` from the given scope. */
 export function substitute(s: string, scope: Record<string, string>): string {
-  return s.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)/g, (_, a, def, b) => scope[a ?? b] ?? def ?? '');
+  return s.replace(
+    /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)/g,
+    (_, a, def, b) => scope[a ?? b] ?? def ?? '',
+  );
 }
 
 /** KEY=value pairs (values may be double-quoted), or the legacy `KEY value` form. */
@@ -85,7 +88,14 @@ export function dockerignore(contextDir: string): (rel: string) => boolean {
           const pattern = path.posix.normalize((negate ? l.slice(1) : l).replace(/^\/+/, ''));
           const re = pattern
             .split('/')
-            .map((seg) => (seg === '**' ? '(?:.*)' : seg.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*').replace(/\?/g, '[^/]')))
+            .map((seg) =>
+              seg === '**'
+                ? '(?:.*)'
+                : seg
+                    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+                    .replace(/\*/g, '[^/]*')
+                    .replace(/\?/g, '[^/]'),
+            )
             .join('/')
             .replace(/\(\?:\.\*\)\//g, '(?:.*/)?');
           return { negate, re: new RegExp(`^${re}$`) };
@@ -155,7 +165,9 @@ export function replayDockerfile(opts: ReplayOptions): Stage[] {
     opts.log?.(`${where} ${ins.args.slice(0, 100)}`);
     if (ins.op === 'ARG') {
       const [name, def] = ins.args.split(/=(.*)/s, 2);
-      const value = opts.buildArgs?.[name] ?? (def !== undefined ? substitute(def, stage ? { ...stage.args, ...stage.env } : globalArgs) : globalArgs[name] ?? '');
+      const value =
+        opts.buildArgs?.[name] ??
+        (def !== undefined ? substitute(def, stage ? { ...stage.args, ...stage.env } : globalArgs) : (globalArgs[name] ?? ''));
       if (stage) stage.args[name] = value;
       else globalArgs[name] = value;
       continue;

@@ -21,11 +21,21 @@ interface HttpAnswer {
 
 export function send(port: number, method: string, path: string, headers: Record<string, string>, body?: Buffer): Promise<HttpAnswer> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, method, path, headers: { ...headers, ...(body ? { 'content-length': String(body.length) } : {}) }, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks).toString() }));
-    });
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port,
+        method,
+        path,
+        headers: { ...headers, ...(body ? { 'content-length': String(body.length) } : {}) },
+        agent: false,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks).toString() }));
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
@@ -80,7 +90,11 @@ export interface Target {
 export type Section = keyof Corpus;
 
 /** Every case of the given sections, one after another; the first wrong answer fails. */
-export async function sendCorpus(corpus: Corpus, target: Target, sections: Section[] = ['files', 'pixels', 'http', 'grpc', 'options', 'feedback']): Promise<number> {
+export async function sendCorpus(
+  corpus: Corpus,
+  target: Target,
+  sections: Section[] = ['files', 'pixels', 'http', 'grpc', 'options', 'feedback'],
+): Promise<number> {
   const { port } = target;
   const product = target.grpc.product;
   const jsonHeaders = { 'content-type': 'application/json' };
@@ -91,14 +105,22 @@ export async function sendCorpus(corpus: Corpus, target: Target, sections: Secti
       for (const f of corpus.files) {
         const form = multipart([{ field: 'image', file: f.file, data: f.bytes }]);
         checkHttp(`${f.name} (multipart)`, await send(port, 'POST', '/v1/classify', { 'content-type': form.type }, form.body), f.expect);
-        checkHttp(`${f.name} (base64 JSON)`, await send(port, 'POST', '/v1/classify', jsonHeaders, asJson({ image: f.bytes.toString('base64') })), f.expect);
+        checkHttp(
+          `${f.name} (base64 JSON)`,
+          await send(port, 'POST', '/v1/classify', jsonHeaders, asJson({ image: f.bytes.toString('base64') })),
+          f.expect,
+        );
         await checkGrpc(`${f.name} (gRPC)`, call(product, 'Classify', { image: { encoded: f.bytes } }), f.expect);
         sent += 3;
       }
     } else if (section === 'pixels') {
       for (const p of corpus.pixels) {
         if (p.json !== undefined) {
-          checkHttp(`${p.name} (JSON)`, await send(port, 'POST', '/v1/classify', jsonHeaders, Buffer.from(`{"pixels":${p.json}}`)), p.expect);
+          checkHttp(
+            `${p.name} (JSON)`,
+            await send(port, 'POST', '/v1/classify', jsonHeaders, Buffer.from(`{"pixels":${p.json}}`)),
+            p.expect,
+          );
           sent++;
         }
         if (p.grpc !== undefined) {
@@ -120,14 +142,28 @@ export async function sendCorpus(corpus: Corpus, target: Target, sections: Secti
       const pixels = new Array(784).fill(0);
       for (const o of corpus.options) {
         const { model, version, topK, routingKey } = o.options;
-        checkHttp(`${o.name} (HTTP)`, await send(port, 'POST', '/v1/classify', jsonHeaders, asJson({ pixels, model, version, topK, routingKey })), o.expect);
-        const req = { image: { pixels: { values: pixels } }, model: model ?? '', version: version ?? '', top_k: topK ?? 0, routing_key: routingKey ?? '' };
+        checkHttp(
+          `${o.name} (HTTP)`,
+          await send(port, 'POST', '/v1/classify', jsonHeaders, asJson({ pixels, model, version, topK, routingKey })),
+          o.expect,
+        );
+        const req = {
+          image: { pixels: { values: pixels } },
+          model: model ?? '',
+          version: version ?? '',
+          top_k: topK ?? 0,
+          routing_key: routingKey ?? '',
+        };
         await checkGrpc(`${o.name} (gRPC)`, call(product, 'Classify', req), o.expect);
         sent += 2;
       }
     } else {
       for (const f of corpus.feedback) {
-        checkHttp(`${f.name} (HTTP)`, await send(port, 'POST', '/v1/feedback', jsonHeaders, asJson({ predictionId: f.predictionId, label: f.label })), f.expect);
+        checkHttp(
+          `${f.name} (HTTP)`,
+          await send(port, 'POST', '/v1/feedback', jsonHeaders, asJson({ predictionId: f.predictionId, label: f.label })),
+          f.expect,
+        );
         const truth = typeof f.label === 'number' ? { label_index: f.label } : typeof f.label === 'string' ? { label: f.label } : {};
         await checkGrpc(`${f.name} (gRPC)`, call(product, 'SendFeedback', { prediction_id: f.predictionId, ...truth }), f.expect);
         sent += 2;

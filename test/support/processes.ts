@@ -82,7 +82,10 @@ export interface PrometheusProcess extends Child {
  * Debian's Prometheus server scraping `targets` every second and evaluating
  * `ruleFiles` every second, with its data in `dir`.
  */
-export async function startPrometheus(dir: string, opts: { job: string; targets: string[]; ruleFiles: string[] }): Promise<PrometheusProcess> {
+export async function startPrometheus(
+  dir: string,
+  opts: { job: string; targets: string[]; ruleFiles: string[] },
+): Promise<PrometheusProcess> {
   const port = await freePort();
   const config = path.join(dir, 'prometheus.yml');
   writeFileSync(
@@ -95,7 +98,12 @@ export async function startPrometheus(dir: string, opts: { job: string; targets:
   );
   const child = start(
     'prometheus',
-    [`--config.file=${config}`, `--storage.tsdb.path=${path.join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'],
+    [
+      `--config.file=${config}`,
+      `--storage.tsdb.path=${path.join(dir, 'data')}`,
+      `--web.listen-address=127.0.0.1:${port}`,
+      '--log.level=warn',
+    ],
     { PATH: process.env.PATH },
     dir,
   );

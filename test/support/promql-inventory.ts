@@ -185,7 +185,8 @@ export function promqlInventory(): PromqlExpression[] {
     if (m) out.push({ source: `dashboard: variable $${v.name}`, name: v.name, kind: 'dashboard', expr: `group by (${m[2]}) (${m[1]})` });
   }
   for (const a of dashboard.annotations?.list ?? []) {
-    if (a.expr) out.push({ source: `dashboard: annotation ${a.name}`, name: a.name, kind: 'annotation', expr: expandGrafanaVariables(a.expr) });
+    if (a.expr)
+      out.push({ source: `dashboard: annotation ${a.name}`, name: a.name, kind: 'annotation', expr: expandGrafanaVariables(a.expr) });
   }
   for (const g of loadRules().groups) {
     for (const r of g.rules) {

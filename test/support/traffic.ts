@@ -36,16 +36,36 @@ export function httpWorker(port: number, agent: http.Agent, path: string, body: 
     new Promise((resolve) => {
       const sentAt = performance.now();
       const req = http.request(
-        { host: '127.0.0.1', port, method: 'POST', path, agent, headers: { 'content-type': 'application/json', 'content-length': String(payload.length), ...headers } },
+        {
+          host: '127.0.0.1',
+          port,
+          method: 'POST',
+          path,
+          agent,
+          headers: { 'content-type': 'application/json', 'content-length': String(payload.length), ...headers },
+        },
         (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
           res.on('end', () => {
-            const out: Outcome = { transport: 'http', sentAt, answeredAt: performance.now(), ok: res.statusCode === 200, status: res.statusCode!, connection: res.headers.connection };
+            const out: Outcome = {
+              transport: 'http',
+              sentAt,
+              answeredAt: performance.now(),
+              ok: res.statusCode === 200,
+              status: res.statusCode!,
+              connection: res.headers.connection,
+            };
             try {
               const b = JSON.parse(Buffer.concat(chunks).toString());
               if (b.error) Object.assign(out, { code: b.error.code, message: b.error.message, retryAfter: res.headers['retry-after'] });
-              else if (Array.isArray(b.results)) Object.assign(out, { arms: b.results.map((r: { arm?: string }) => r.arm), model: b.results[0]?.model, version: b.results[0]?.version, arm: b.results[0]?.arm });
+              else if (Array.isArray(b.results))
+                Object.assign(out, {
+                  arms: b.results.map((r: { arm?: string }) => r.arm),
+                  model: b.results[0]?.model,
+                  version: b.results[0]?.version,
+                  arm: b.results[0]?.arm,
+                });
               else Object.assign(out, { model: b.model, version: b.version, arm: b.arm });
             } catch {
               out.ok = false;
@@ -53,10 +73,14 @@ export function httpWorker(port: number, agent: http.Agent, path: string, body: 
             }
             resolve(out);
           });
-          res.on('error', (err: NodeJS.ErrnoException) => resolve({ transport: 'http', sentAt, answeredAt: performance.now(), ok: false, status: err.code ?? err.message }));
+          res.on('error', (err: NodeJS.ErrnoException) =>
+            resolve({ transport: 'http', sentAt, answeredAt: performance.now(), ok: false, status: err.code ?? err.message }),
+          );
         },
       );
-      req.on('error', (err: NodeJS.ErrnoException) => resolve({ transport: 'http', sentAt, answeredAt: performance.now(), ok: false, status: err.code ?? err.message }));
+      req.on('error', (err: NodeJS.ErrnoException) =>
+        resolve({ transport: 'http', sentAt, answeredAt: performance.now(), ok: false, status: err.code ?? err.message }),
+      );
       req.end(payload);
     });
 }
@@ -68,10 +92,29 @@ export function grpcWorker(client: grpc.Client & Record<string, any>, method: st
       client[method](request, (err: grpc.ServiceError | null, res: any) => {
         const answeredAt = performance.now();
         if (err) {
-          resolve({ transport: 'grpc', sentAt, answeredAt, ok: false, status: err.code, code: err.metadata?.get('x-error-code')[0] as string | undefined, message: err.details, retryAfter: err.metadata?.get('retry-after')[0] as string | undefined });
+          resolve({
+            transport: 'grpc',
+            sentAt,
+            answeredAt,
+            ok: false,
+            status: err.code,
+            code: err.metadata?.get('x-error-code')[0] as string | undefined,
+            message: err.details,
+            retryAfter: err.metadata?.get('retry-after')[0] as string | undefined,
+          });
         } else if (Array.isArray(res.results)) {
           const first = res.results[0]?.classification;
-          resolve({ transport: 'grpc', sentAt, answeredAt, ok: true, status: 0, arms: res.results.map((r: any) => r.classification?.arm), model: first?.model, version: first?.version, arm: first?.arm });
+          resolve({
+            transport: 'grpc',
+            sentAt,
+            answeredAt,
+            ok: true,
+            status: 0,
+            arms: res.results.map((r: any) => r.classification?.arm),
+            model: first?.model,
+            version: first?.version,
+            arm: first?.arm,
+          });
         } else {
           resolve({ transport: 'grpc', sentAt, answeredAt, ok: true, status: 0, model: res.model, version: res.version, arm: res.arm });
         }

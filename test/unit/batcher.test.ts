@@ -33,7 +33,7 @@ describe('dynamic batcher', () => {
     const b = new DynamicBatcher(rt.run, { inputSize: 1, outputSize: 1 }, { ...OPTS, maxQueueDelayMs: 500 });
     const p = b.submit(one(3), 1);
     await tick();
-    assert.equal(rt.calls.length, 1, 'dispatched after this turn\'s I/O, not after the queue delay');
+    assert.equal(rt.calls.length, 1, "dispatched after this turn's I/O, not after the queue delay");
     rt.calls[0].release();
     assert.deepEqual(Array.from(await p), [30]);
   });
@@ -48,7 +48,10 @@ describe('dynamic batcher', () => {
       [[1, 2, 3]],
     );
     rt.calls[0].release();
-    assert.deepEqual((await Promise.all(all)).map((o) => Array.from(o)), [[10], [20], [30]]);
+    assert.deepEqual(
+      (await Promise.all(all)).map((o) => Array.from(o)),
+      [[10], [20], [30]],
+    );
   });
 
   it('merges requests that arrive while the model is busy into one call, and gives each its own rows', async () => {
@@ -67,7 +70,10 @@ describe('dynamic batcher', () => {
     assert.deepEqual(rt.calls[1].input, [2, 3, 4, 5], 'one call with the queued requests in order');
     rt.calls[1].release();
     const outs = await Promise.all(rest);
-    assert.deepEqual(outs.map((o) => Array.from(o)), [[20], [30, 40], [50]]);
+    assert.deepEqual(
+      outs.map((o) => Array.from(o)),
+      [[20], [30, 40], [50]],
+    );
     assert.deepEqual(
       seen.map((c) => [c.images, c.requests]),
       [
@@ -100,7 +106,10 @@ describe('dynamic batcher', () => {
     const running = b.submit(one(0), 1);
     await tick();
     const queued = [1, 2, 3, 4].map((v) => b.submit(one(v), 1));
-    await assert.rejects(b.submit(one(9), 1), (e: ServiceError) => e.code === 'RESOURCE_EXHAUSTED' && e.retryAfterSeconds === 1 && /4 images already wait/.test(e.message));
+    await assert.rejects(
+      b.submit(one(9), 1),
+      (e: ServiceError) => e.code === 'RESOURCE_EXHAUSTED' && e.retryAfterSeconds === 1 && /4 images already wait/.test(e.message),
+    );
     assert.equal(b.pending, 4, 'the refused request took no place in the queue');
     rt.calls[0].release();
     await running;
@@ -129,7 +138,13 @@ describe('dynamic batcher', () => {
   it('with a queue delay, waits for a short batch to fill while another call runs', async () => {
     const rt = scriptedRuntime();
     let now = 0;
-    const b = new DynamicBatcher(rt.run, { inputSize: 1, outputSize: 1 }, { ...OPTS, maxQueueDelayMs: 20, maxConcurrentCalls: 2 }, undefined, () => now);
+    const b = new DynamicBatcher(
+      rt.run,
+      { inputSize: 1, outputSize: 1 },
+      { ...OPTS, maxQueueDelayMs: 20, maxConcurrentCalls: 2 },
+      undefined,
+      () => now,
+    );
     const a = b.submit(one(1), 1); // idle: runs at once
     await tick();
     const c = b.submit(one(2), 1); // a second slot is free, but a call is in flight: wait to fill

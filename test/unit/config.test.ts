@@ -14,7 +14,10 @@ describe('config', () => {
   });
 
   it('refuses bad values naming the variable', () => {
-    assert.throws(() => loadConfig({ HTTP_PORT: 'eighty' }), (e: Error) => e instanceof ConfigError && /HTTP_PORT/.test(e.message));
+    assert.throws(
+      () => loadConfig({ HTTP_PORT: 'eighty' }),
+      (e: Error) => e instanceof ConfigError && /HTTP_PORT/.test(e.message),
+    );
     assert.throws(() => loadConfig({ RUNTIME: 'torch' }), /RUNTIME=torch must be one of onnx, tfjs/);
     assert.throws(() => loadConfig({ ADMIN_TOKEN: 'short' }), /ADMIN_TOKEN/);
     assert.throws(() => loadConfig({ MAX_BATCH_IMAGES: '0' }), /MAX_BATCH_IMAGES/);

@@ -17,7 +17,7 @@ const reference: DriftReference = {
 };
 
 function rng(seed: number) {
-  return () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
+  return () => (seed = (seed * 16807) % 2147483647) / 2147483647;
 }
 
 /** A draw from the reference: inverse CDF through the quantile grid, class by the reference mix. */
@@ -115,7 +115,10 @@ describe('MinuteWindows and binIndex', () => {
 
   it('finds the bin (edges[i-1], edges[i]]', () => {
     const edges = [0.2, 0.5, 0.9];
-    assert.deepEqual([0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.95].map((x) => binIndex(edges, x)), [0, 0, 1, 1, 2, 2, 3]);
+    assert.deepEqual(
+      [0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.95].map((x) => binIndex(edges, x)),
+      [0, 0, 1, 1, 2, 2, 3],
+    );
   });
 });
 

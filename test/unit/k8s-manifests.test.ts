@@ -27,7 +27,12 @@ const MODELS_ROUTING = path.join(ROOT, 'models', 'routing.json');
 // does not rewrite into require().
 const importEsm = new Function('s', 'return import(s)') as (s: string) => Promise<any>;
 
-type K8sObject = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string>; [k: string]: any }; [k: string]: any };
+type K8sObject = {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string>; [k: string]: any };
+  [k: string]: any;
+};
 
 // ---- loading -------------------------------------------------------------------
 
@@ -83,7 +88,10 @@ function generatedConfigMaps(dir: string): K8sObject[] {
 function kustomizeCommand(): string[] | undefined {
   const probes: [string[], string[]][] = [
     [['kustomize', 'build'], ['version']],
-    [['kubectl', 'kustomize'], ['version', '--client']],
+    [
+      ['kubectl', 'kustomize'],
+      ['version', '--client'],
+    ],
   ];
   for (const [cmd, versionArgs] of probes) {
     const r = spawnSync(cmd[0], versionArgs, { encoding: 'utf8', timeout: 60_000 });
@@ -106,7 +114,9 @@ function render(cmd: string[], dir: string): K8sObject[] {
 async function modelClass(apiVersion: string, kind: string): Promise<any> {
   // Core group objects (apiVersion v1) live in kubernetes-models/v1, others in
   // kubernetes-models/<group>/<version>; prometheus-operator's in its package.
-  const mod = apiVersion.startsWith('monitoring.coreos.com/') ? `@kubernetes-models/prometheus-operator/${apiVersion}` : `kubernetes-models/${apiVersion}`;
+  const mod = apiVersion.startsWith('monitoring.coreos.com/')
+    ? `@kubernetes-models/prometheus-operator/${apiVersion}`
+    : `kubernetes-models/${apiVersion}`;
   let m: any;
   try {
     m = await importEsm(mod);
@@ -288,7 +298,10 @@ function checkRouting(objects: K8sObject[]): void {
   const cm = one(objects, 'ConfigMap', volume.configMap.name);
   assert.ok(typeof cm.data?.[key] === 'string', `ConfigMap ${cm.metadata.name} has the key ${key}`);
   assert.equal(cm.data[key], readFileSync(MODELS_ROUTING, 'utf8'), `ConfigMap ${key} is models/routing.json`);
-  assert.ok(!path.posix.normalize(dir).startsWith(path.posix.normalize(config.modelDir)), 'the ConfigMap is not mounted over MODEL_DIR (it would hide the models)');
+  assert.ok(
+    !path.posix.normalize(dir).startsWith(path.posix.normalize(config.modelDir)),
+    'the ConfigMap is not mounted over MODEL_DIR (it would hide the models)',
+  );
 }
 
 function checkSecrets(objects: K8sObject[]): { secret: string; receiptKey: string; adminKey: string } {
@@ -322,7 +335,11 @@ function checkServices(objects: K8sObject[]): void {
     for (const p of svc.spec.ports) {
       assert.ok(f.containerPorts.has(p.name), `Service ${svc.metadata.name} port ${p.name} is a container port name`);
       const target = p.targetPort ?? p.port;
-      assert.equal(resolvePort(f, target), f.containerPorts.get(p.name), `Service ${svc.metadata.name} port ${p.name} targets container port ${p.name}`);
+      assert.equal(
+        resolvePort(f, target),
+        f.containerPorts.get(p.name),
+        `Service ${svc.metadata.name} port ${p.name} targets container port ${p.name}`,
+      );
       assert.equal(p.port, f.containerPorts.get(p.name), `Service ${svc.metadata.name} port ${p.name} keeps the contract number`);
     }
   }
@@ -332,18 +349,28 @@ function checkMonitoring(objects: K8sObject[]): void {
   const sm = one(objects, 'ServiceMonitor');
   const services = objects.filter((o) => o.kind === 'Service' && (o.metadata.namespace ?? '') === (sm.metadata.namespace ?? ''));
   const selected = services.filter((s) => selects(sm.spec.selector, s.metadata.labels));
-  assert.equal(selected.length, 1, `the ServiceMonitor selects exactly one Service (selected: ${selected.map((s) => s.metadata.name).join(', ') || 'none'})`);
+  assert.equal(
+    selected.length,
+    1,
+    `the ServiceMonitor selects exactly one Service (selected: ${selected.map((s) => s.metadata.name).join(', ') || 'none'})`,
+  );
   assert.equal(sm.spec.endpoints.length, 1);
   const ep = sm.spec.endpoints[0];
   assert.equal(ep.port, 'metrics');
-  assert.ok(selected[0].spec.ports.some((p: any) => p.name === ep.port), `the selected Service has the port ${ep.port}`);
+  assert.ok(
+    selected[0].spec.ports.some((p: any) => p.name === ep.port),
+    `the selected Service has the port ${ep.port}`,
+  );
   assert.equal(ep.interval, '15s');
   assert.equal(ep.path ?? '/metrics', '/metrics');
   // Other Services in front of the same pods must not expose the metrics port
   // (a second ServiceMonitor or a broader selector would scrape pods twice).
   const f = deploymentFacts(objects);
   for (const svc of services.filter((s) => s !== selected[0] && selects({ matchLabels: s.spec.selector }, f.podLabels))) {
-    assert.ok(!svc.spec.ports.some((p: any) => resolvePort(f, p.targetPort ?? p.port) === f.containerPorts.get('metrics')), `Service ${svc.metadata.name} does not expose metrics`);
+    assert.ok(
+      !svc.spec.ports.some((p: any) => resolvePort(f, p.targetPort ?? p.port) === f.containerPorts.get('metrics')),
+      `Service ${svc.metadata.name} does not expose metrics`,
+    );
   }
   one(objects, 'PrometheusRule');
 }
@@ -351,7 +378,11 @@ function checkMonitoring(objects: K8sObject[]): void {
 function checkScaling(objects: K8sObject[]): void {
   const f = deploymentFacts(objects);
   const hpa = one(objects, 'HorizontalPodAutoscaler');
-  assert.deepEqual(hpa.spec.scaleTargetRef, { apiVersion: 'apps/v1', kind: 'Deployment', name: f.deployment.metadata.name }, 'the HPA targets the Deployment');
+  assert.deepEqual(
+    hpa.spec.scaleTargetRef,
+    { apiVersion: 'apps/v1', kind: 'Deployment', name: f.deployment.metadata.name },
+    'the HPA targets the Deployment',
+  );
   assert.ok(hpa.spec.minReplicas >= 2, 'at least 2 replicas');
   assert.ok(hpa.spec.maxReplicas >= hpa.spec.minReplicas);
   assert.ok(
@@ -372,12 +403,18 @@ function checkScaling(objects: K8sObject[]): void {
   for (const rule of np.spec.ingress) for (const p of rule.ports ?? []) if (typeof p.port === 'string') resolvePort(f, p.port);
   const config = serviceConfig(f);
   for (const port of [config.httpPort, config.grpcPort, config.metricsPort]) {
-    assert.ok(np.spec.ingress.some((r: any) => portsOf(r).includes(port)), `the NetworkPolicy admits port ${port}`);
+    assert.ok(
+      np.spec.ingress.some((r: any) => portsOf(r).includes(port)),
+      `the NetworkPolicy admits port ${port}`,
+    );
   }
   for (const rule of np.spec.ingress.filter((r: any) => portsOf(r).includes(config.metricsPort))) {
     assert.ok(rule.from?.length, 'metrics ingress names its sources');
     for (const peer of rule.from) {
-      assert.ok(peer.namespaceSelector?.matchLabels && Object.keys(peer.namespaceSelector.matchLabels).length > 0, 'metrics only from a named namespace');
+      assert.ok(
+        peer.namespaceSelector?.matchLabels && Object.keys(peer.namespaceSelector.matchLabels).length > 0,
+        'metrics only from a named namespace',
+      );
       assert.ok(peer.podSelector?.matchLabels, 'metrics only from Prometheus pods');
     }
   }
@@ -401,7 +438,11 @@ function baseObjects(): K8sObject[] {
 function checkRulesEqual(objects: K8sObject[]): void {
   const rules = YAML.parse(readFileSync(RULES_FILE, 'utf8'));
   const pr = one(objects, 'PrometheusRule');
-  assert.deepEqual(pr.spec.groups, rules.groups, 'PrometheusRule spec.groups = monitoring/prometheus/rules.yml groups: run npm run k8s:rules');
+  assert.deepEqual(
+    pr.spec.groups,
+    rules.groups,
+    'PrometheusRule spec.groups = monitoring/prometheus/rules.yml groups: run npm run k8s:rules',
+  );
 }
 
 // ---- tests ----------------------------------------------------------------------------
@@ -410,7 +451,16 @@ describe('k8s manifests', () => {
   it('base: every listed resource and the generated ConfigMap pass the Kubernetes and prometheus-operator schemas', async () => {
     const objects = baseObjects();
     const kinds = objects.map((o) => o.kind).sort();
-    for (const kind of ['ConfigMap', 'Deployment', 'HorizontalPodAutoscaler', 'NetworkPolicy', 'PodDisruptionBudget', 'PrometheusRule', 'Service', 'ServiceMonitor']) {
+    for (const kind of [
+      'ConfigMap',
+      'Deployment',
+      'HorizontalPodAutoscaler',
+      'NetworkPolicy',
+      'PodDisruptionBudget',
+      'PrometheusRule',
+      'Service',
+      'ServiceMonitor',
+    ]) {
       assert.ok(kinds.includes(kind), `the base has a ${kind}`);
     }
     await validateAll(objects);
@@ -419,7 +469,10 @@ describe('k8s manifests', () => {
   it('base: every manifest file in k8s/base is listed in its kustomization', () => {
     const listed = new Set(readKustomization(BASE).resources);
     const files = readdirSync(BASE).filter((n) => /\.ya?ml$/.test(n) && n !== 'kustomization.yaml');
-    assert.deepEqual(files.filter((n) => !listed.has(n)), []);
+    assert.deepEqual(
+      files.filter((n) => !listed.has(n)),
+      [],
+    );
   });
 
   it('schema validation rejects broken objects', async () => {
@@ -443,7 +496,10 @@ describe('k8s manifests', () => {
     pr.spec.groups = [{ rules: [] }];
     await assert.rejects(validateObject(pr), /name/);
 
-    await assert.rejects(validateObject({ apiVersion: 'apps/v1', kind: 'Deploymnet', metadata: { name: 'x' } }), /no schema for Deploymnet/);
+    await assert.rejects(
+      validateObject({ apiVersion: 'apps/v1', kind: 'Deploymnet', metadata: { name: 'x' } }),
+      /no schema for Deploymnet/,
+    );
   });
 
   it('deployment: probes, non-root, read-only root, /tmp, resources, spread', () => {
@@ -458,7 +514,11 @@ describe('k8s manifests', () => {
     const objects = baseObjects();
     checkRouting(objects);
     const gen = readKustomization(BASE).configMapGenerator.find((g: any) => g.name === 'product-classifier-routing');
-    assert.equal(gen?.options?.disableNameSuffixHash, true, 'a stable ConfigMap name: changes update it in place and hot-reload, not roll the pods');
+    assert.equal(
+      gen?.options?.disableNameSuffixHash,
+      true,
+      'a stable ConfigMap name: changes update it in place and hot-reload, not roll the pods',
+    );
   });
 
   it('routing: k8s/base/routing.json is a byte-for-byte copy of models/routing.json', () => {
@@ -470,7 +530,11 @@ describe('k8s manifests', () => {
 
   it('secrets: RECEIPT_SECRET required and ADMIN_TOKEN optional from one Secret that is not committed', () => {
     const s = checkSecrets(baseObjects());
-    assert.deepEqual(s, { secret: 'product-classifier-secrets', receiptKey: 'receipt-secret', adminKey: 'admin-token' }, 'the names k8s/README.md documents');
+    assert.deepEqual(
+      s,
+      { secret: 'product-classifier-secrets', receiptKey: 'receipt-secret', adminKey: 'admin-token' },
+      'the names k8s/README.md documents',
+    );
     for (const dir of [BASE, OVERLAY]) assert.equal(readKustomization(dir).secretGenerator, undefined, 'no secretGenerator');
   });
 
@@ -542,7 +606,10 @@ describe('k8s manifests', () => {
     const k = readKustomization(OVERLAY);
     assert.ok(k.resources.includes('../../base'), 'the overlay builds on the base');
     assert.ok(k.namespace, 'the overlay sets a namespace');
-    assert.ok(k.images?.some((i: any) => i.name === 'product-classifier' && i.newTag), 'the overlay pins the image');
+    assert.ok(
+      k.images?.some((i: any) => i.name === 'product-classifier' && i.newTag),
+      'the overlay pins the image',
+    );
     const own = listedObjects(OVERLAY);
     await validateAll(own);
     assert.equal(own.filter((o) => o.kind === 'Secret').length, 0, 'no Secret is committed');
@@ -572,7 +639,10 @@ describe('k8s manifests', () => {
     assert.equal(one(overlay, 'ConfigMap').metadata.name, 'product-classifier-routing', 'no hash suffix on the routing ConfigMap');
     assert.deepEqual(
       base.map((o) => `${o.kind}/${o.metadata.name}`).sort(),
-      overlay.filter((o) => o.kind !== 'Namespace').map((o) => `${o.kind}/${o.metadata.name}`).sort(),
+      overlay
+        .filter((o) => o.kind !== 'Namespace')
+        .map((o) => `${o.kind}/${o.metadata.name}`)
+        .sort(),
       'the overlay renders every object of the base',
     );
   });

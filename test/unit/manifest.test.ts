@@ -38,7 +38,10 @@ describe('manifest validation', () => {
     it(`refuses a manifest with ${what}`, () => {
       const m = shipped();
       mutate(m);
-      assert.throws(() => validateManifest(m), (e: Error) => e instanceof ManifestError && message.test(e.message));
+      assert.throws(
+        () => validateManifest(m),
+        (e: Error) => e instanceof ManifestError && message.test(e.message),
+      );
     });
   }
 });

@@ -13,7 +13,14 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { stringify } from 'yaml';
 import { ROOT } from '../helpers';
-import { alertValueExpression, allPanels, expandGrafanaVariables, loadDashboard, loadRules, promqlInventory } from '../support/promql-inventory';
+import {
+  alertValueExpression,
+  allPanels,
+  expandGrafanaVariables,
+  loadDashboard,
+  loadRules,
+  promqlInventory,
+} from '../support/promql-inventory';
 
 const PROM_DIR = path.join(ROOT, 'monitoring/prometheus');
 
@@ -69,7 +76,20 @@ describe('Grafana dashboard', () => {
       assert.ok(p.targets?.length > 0 && p.targets.every((t: { expr: string }) => t.expr.trim()), `${p.title} has queries`);
     }
     const titles = panels.map((p) => p.title.toLowerCase()).join('\n');
-    for (const topic of ['latency', 'error', 'split', 'sample-ratio', 'wilson', 'always-valid', 'needed', 'confidence distribution', 'estimated vs observed', 'psi', 'class mix', 'coverage']) {
+    for (const topic of [
+      'latency',
+      'error',
+      'split',
+      'sample-ratio',
+      'wilson',
+      'always-valid',
+      'needed',
+      'confidence distribution',
+      'estimated vs observed',
+      'psi',
+      'class mix',
+      'coverage',
+    ]) {
       assert.ok(titles.includes(topic), `a panel on ${topic}`);
     }
   });
@@ -112,9 +132,15 @@ describe('PromQL inventory', () => {
 
   it('strips only the top-level comparison and guards', () => {
     assert.equal(alertValueExpression('up{job="a"} == 0'), 'up{job="a"}');
-    assert.equal(alertValueExpression('sum by (job) (rate(x_total{code!="OK",l=~"a>b"}[5m])) / sum(y) > 0.01 and on (job) z > 0.1'), 'sum by (job) (rate(x_total{code!="OK",l=~"a>b"}[5m])) / sum(y)');
+    assert.equal(
+      alertValueExpression('sum by (job) (rate(x_total{code!="OK",l=~"a>b"}[5m])) / sum(y) > 0.01 and on (job) z > 0.1'),
+      'sum by (job) (rate(x_total{code!="OK",l=~"a>b"}[5m])) / sum(y)',
+    );
     assert.equal(alertValueExpression('(\n  a or b * 0\n) == 0'), '(\n  a or b * 0\n)');
-    assert.equal(alertValueExpression('max by (job, model) (\n  d{window="1h"} == 1\nand\n  s >= 500\n)'), 'max by (job, model) (d{window="1h"})');
+    assert.equal(
+      alertValueExpression('max by (job, model) (\n  d{window="1h"} == 1\nand\n  s >= 500\n)'),
+      'max by (job, model) (d{window="1h"})',
+    );
     assert.equal(alertValueExpression('a:b:ratio_rate1h > (14.4 * 0.01) and a:b:ratio_rate5m > (14.4 * 0.01)'), 'a:b:ratio_rate1h');
     assert.equal(alertValueExpression('min by (arm) (p{signal="srm"}) < 0.001'), 'min by (arm) (p{signal="srm"})');
     assert.equal(alertValueExpression('absent(up{job="a"})'), undefined);
@@ -123,13 +149,18 @@ describe('PromQL inventory', () => {
 
   it('expands Grafana variables to values Prometheus accepts', () => {
     assert.equal(
-      expandGrafanaVariables('sum(rate(x{model=~"$model", arm=~"${arm}"}[$__rate_interval])) / sum(increase(y[$__range])) * $__interval_ms'),
+      expandGrafanaVariables(
+        'sum(rate(x{model=~"$model", arm=~"${arm}"}[$__rate_interval])) / sum(increase(y[$__range])) * $__interval_ms',
+      ),
       'sum(rate(x{model=~".*", arm=~".*"}[1m])) / sum(increase(y[1h])) * 60000',
     );
   });
 
   it('is valid PromQL throughout, alert quantities included (promtool parses each as a recording rule)', () => {
-    const exprs = inventory.flatMap((e) => [{ source: e.source, expr: e.expr }, ...(e.value ? [{ source: `${e.source} (value)`, expr: e.value }] : [])]);
+    const exprs = inventory.flatMap((e) => [
+      { source: e.source, expr: e.expr },
+      ...(e.value ? [{ source: `${e.source} (value)`, expr: e.value }] : []),
+    ]);
     const dir = mkdtempSync(path.join(os.tmpdir(), 'pc-promql-'));
     try {
       const rules = exprs.map((e, i) => ({ record: `inventory:expr_${i}`, expr: e.expr, labels: { source: e.source } }));

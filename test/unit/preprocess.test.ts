@@ -14,13 +14,42 @@ const code = (c: string) => (e: any) => e.code === c;
 
 describe('Fashion-MNIST conversion steps', () => {
   it('finds the background from the corners and trims to the item', () => {
-    const img = { width: 6, height: 5, data: Uint8Array.from([
-      250, 250, 250, 250, 250, 250,
-      250, 250, 20, 20, 250, 250,
-      250, 250, 20, 240, 250, 250, // 240 is within 5% of 250: background
-      250, 250, 250, 250, 250, 250,
-      250, 250, 250, 250, 250, 250,
-    ]) };
+    const img = {
+      width: 6,
+      height: 5,
+      data: Uint8Array.from([
+        250,
+        250,
+        250,
+        250,
+        250,
+        250,
+        250,
+        250,
+        20,
+        20,
+        250,
+        250,
+        250,
+        250,
+        20,
+        240,
+        250,
+        250, // 240 is within 5% of 250: background
+        250,
+        250,
+        250,
+        250,
+        250,
+        250,
+        250,
+        250,
+        250,
+        250,
+        250,
+        250,
+      ]),
+    };
     assert.equal(cornerColor(img), 250);
     assert.deepEqual(trimBox(img, 250), { left: 2, top: 1, width: 2, height: 2 });
   });
@@ -90,9 +119,15 @@ describe('preprocessor', () => {
   });
 
   it('uses the first frame of an animated GIF', async () => {
-    const tall = await encode(catalogRaw(100, 100, { left: 40, top: 10, width: 20, height: 80 }), 100, 100).png().toBuffer();
-    const wide = await encode(catalogRaw(100, 100, { left: 10, top: 40, width: 80, height: 20 }), 100, 100).png().toBuffer();
-    const gif = await sharp([tall, wide], { join: { animated: true } }).gif().toBuffer();
+    const tall = await encode(catalogRaw(100, 100, { left: 40, top: 10, width: 20, height: 80 }), 100, 100)
+      .png()
+      .toBuffer();
+    const wide = await encode(catalogRaw(100, 100, { left: 10, top: 40, width: 80, height: 20 }), 100, 100)
+      .png()
+      .toBuffer();
+    const gif = await sharp([tall, wide], { join: { animated: true } })
+      .gif()
+      .toBuffer();
     assert.equal((await sharp(gif).metadata()).pages, 2);
     const box = brightBox((await toPixels(gif)).pixels);
     assert.equal(box.height, 28);
@@ -108,7 +143,10 @@ describe('preprocessor', () => {
     await assert.rejects(toPixels(png.subarray(0, Math.floor(png.length / 2))), code('INVALID_ARGUMENT'));
     await assert.rejects(toPixels(pngDeclaring(50_000, 50_000)), (e: any) => e.code === 'PAYLOAD_TOO_LARGE' && /pixels/.test(e.message));
     const small = new Preprocessor({ maxImageBytes: 1000, maxImagePixels: 1e6 });
-    await assert.rejects(small.toPixels({ kind: 'encoded', bytes: png }, 28, 28), (e: any) => e.code === 'PAYLOAD_TOO_LARGE' && /bytes/.test(e.message));
+    await assert.rejects(
+      small.toPixels({ kind: 'encoded', bytes: png }, 28, 28),
+      (e: any) => e.code === 'PAYLOAD_TOO_LARGE' && /bytes/.test(e.message),
+    );
   });
 
   it('validates pixel arrays', () => {
@@ -131,7 +169,10 @@ describe('signature sniffing', () => {
       assert.deepEqual(sniffImage(bytes), { image: false, what: 'text' }, `${n} bytes`);
     }
     assert.deepEqual(sniffImage(new Uint8Array([0x01, 0x02, 0x03])), { image: false, what: 'not a known image format' });
-    assert.deepEqual(sniffImage(new Uint8Array([0x52, 0x49, 0x46, 0x46, 0, 0, 0, 0, 0x57, 0x45, 0x42, 0x50])), { image: true, format: 'webp' });
+    assert.deepEqual(sniffImage(new Uint8Array([0x52, 0x49, 0x46, 0x46, 0, 0, 0, 0, 0x57, 0x45, 0x42, 0x50])), {
+      image: true,
+      format: 'webp',
+    });
     assert.deepEqual(sniffImage(new Uint8Array([0x47, 0x49, 0x46, 0x38, 0x39, 0x61])), { image: true, format: 'gif' });
   });
 });

@@ -30,14 +30,19 @@ function outcome<T>(fn: () => T): Outcome<T> {
     return { ok: true, value: fn() };
   } catch (err) {
     if (err instanceof ServiceError) return { ok: false, error: err };
-    throw new assert.AssertionError({ message: `expected a result or a ServiceError, got ${(err as Error)?.name}: ${(err as Error)?.message}` });
+    throw new assert.AssertionError({
+      message: `expected a result or a ServiceError, got ${(err as Error)?.name}: ${(err as Error)?.message}`,
+    });
   }
 }
 
 /** The ServiceError `fn` throws; fails if it returns or throws anything else, or the code is not one of `codes`. */
 function refused(fn: () => unknown, codes: ErrorCode[] = ['INVALID_ARGUMENT']): ServiceError {
   const r = outcome(fn);
-  if (r.ok) throw new assert.AssertionError({ message: `expected a ServiceError ${codes.join('|')}, got a result: ${String(JSON.stringify(r.value))?.slice(0, 200)}` });
+  if (r.ok)
+    throw new assert.AssertionError({
+      message: `expected a ServiceError ${codes.join('|')}, got a result: ${String(JSON.stringify(r.value))?.slice(0, 200)}`,
+    });
   assert.ok(codes.includes(r.error.code), `code ${r.error.code} (${r.error.message}), expected ${codes.join('|')}`);
   return r.error;
 }
@@ -73,7 +78,12 @@ describe('decodeBase64 (property)', () => {
         fc.option(fc.stringMatching(/^[a-zA-Z0-9.+/-]{1,24}$/), { nil: undefined }),
         fc.array(fc.tuple(fc.nat(), fc.constantFrom(...WHITESPACE)), { maxLength: 6 }),
         (buf, alphabet, mediaType, spaces) => {
-          const encoded = alphabet === 'base64' ? buf.toString('base64') : alphabet === 'base64url' ? buf.toString('base64url') : padded(buf.toString('base64url'));
+          const encoded =
+            alphabet === 'base64'
+              ? buf.toString('base64')
+              : alphabet === 'base64url'
+                ? buf.toString('base64url')
+                : padded(buf.toString('base64url'));
           const text = (mediaType === undefined ? '' : `data:${mediaType};base64,`) + insertAt(encoded, spaces);
           const out = decodeBase64(text, 'image');
           assert.ok(Buffer.isBuffer(out));
@@ -90,7 +100,12 @@ describe('decodeBase64 (property)', () => {
       anyUnits(60),
       fc.string({ unit: fc.constantFrom(...b64chars), maxLength: 60 }),
       fc.base64String({ maxLength: 60 }),
-      fc.tuple(fc.constantFrom('data:image/png;base64,', 'DATA:x;base64,', 'data:;base64,', 'data:image/png,'), fc.base64String({ maxLength: 40 })).map(([a, b]) => a + b),
+      fc
+        .tuple(
+          fc.constantFrom('data:image/png;base64,', 'DATA:x;base64,', 'data:;base64,', 'data:image/png,'),
+          fc.base64String({ maxLength: 40 }),
+        )
+        .map(([a, b]) => a + b),
     );
     fc.assert(
       fc.property(input, (s) => {
@@ -116,9 +131,9 @@ describe('decodeBase64 (property)', () => {
   });
 
   it('a character outside the base64 alphabets anywhere in the data is refused, never skipped', () => {
-    const junk = fc.oneof(fc.constantFrom('!', '.', '*', '%', ':', ',', '"', '\\', '\0', 'é', '\ud800', '😀'), anyUnits(1)).filter(
-      (c) => c.length > 0 && !/^[A-Za-z0-9+/_=-]+$/.test(c) && !/^\s+$/.test(c),
-    );
+    const junk = fc
+      .oneof(fc.constantFrom('!', '.', '*', '%', ':', ',', '"', '\\', '\0', 'é', '\ud800', '😀'), anyUnits(1))
+      .filter((c) => c.length > 0 && !/^[A-Za-z0-9+/_=-]+$/.test(c) && !/^\s+$/.test(c));
     fc.assert(
       fc.property(bytes, fc.boolean(), fc.nat(), junk, (buf, url, pos, c) => {
         const encoded = url ? buf.toString('base64url') : buf.toString('base64');
@@ -130,10 +145,25 @@ describe('decodeBase64 (property)', () => {
 
   it('mixing the standard and URL-safe alphabets is refused', () => {
     fc.assert(
-      fc.property(fc.base64String({ minLength: 4, maxLength: 40 }), fc.constantFrom('+', '/'), fc.constantFrom('-', '_'), fc.nat(), fc.nat(), (s, std, url, i, j) => {
-        const body = s.replace(/=+$/, '');
-        refused(() => decodeBase64(insertAt(body, [[i, std], [j, url]]), 'image'));
-      }),
+      fc.property(
+        fc.base64String({ minLength: 4, maxLength: 40 }),
+        fc.constantFrom('+', '/'),
+        fc.constantFrom('-', '_'),
+        fc.nat(),
+        fc.nat(),
+        (s, std, url, i, j) => {
+          const body = s.replace(/=+$/, '');
+          refused(() =>
+            decodeBase64(
+              insertAt(body, [
+                [i, std],
+                [j, url],
+              ]),
+              'image',
+            ),
+          );
+        },
+      ),
       RUNS,
     );
   });
@@ -150,7 +180,10 @@ describe('decodeBase64 (property)', () => {
     );
     fc.assert(
       fc.property(fc.array(fc.constantFrom(...WHITESPACE), { maxLength: 5 }), fc.boolean(), (ws, prefix) => {
-        assert.match(refused(() => decodeBase64((prefix ? 'data:image/png;base64,' : '') + ws.join(''), 'image')).message, /image is empty/);
+        assert.match(
+          refused(() => decodeBase64((prefix ? 'data:image/png;base64,' : '') + ws.join(''), 'image')).message,
+          /image is empty/,
+        );
       }),
       { numRuns: 50 },
     );
@@ -173,7 +206,12 @@ describe('imageFromJson, requireJsonObject, optionsFrom (property)', () => {
     fc.jsonValue(),
     fc.anything(),
     fc.record({ image: imageField, pixels: pixelsField }, { requiredKeys: [] }),
-    fc.tuple(fc.dictionary(fc.string(), fc.jsonValue(), { maxKeys: 3 }), fc.record({ image: imageField, pixels: pixelsField }, { requiredKeys: [] })).map(([a, b]) => ({ ...a, ...b })),
+    fc
+      .tuple(
+        fc.dictionary(fc.string(), fc.jsonValue(), { maxKeys: 3 }),
+        fc.record({ image: imageField, pixels: pixelsField }, { requiredKeys: [] }),
+      )
+      .map(([a, b]) => ({ ...a, ...b })),
   );
 
   it('imageFromJson: an object with exactly one of image (base64) / pixels (array) gives that image; anything else is INVALID_ARGUMENT naming where', () => {
@@ -188,7 +226,10 @@ describe('imageFromJson, requireJsonObject, optionsFrom (property)', () => {
           assert.match(r.error.message, /^images\[3\]/);
           // Refused only when it had to be: a valid image or a pixel array is never turned down.
           const decodable = hasImage && !hasPixels && outcome(() => decodeBase64(obj!.image, 'x')).ok;
-          assert.ok(!decodable && !(hasPixels && !hasImage && Array.isArray(obj!.pixels)), `refused ${JSON.stringify(v)}: ${r.error.message}`);
+          assert.ok(
+            !decodable && !(hasPixels && !hasImage && Array.isArray(obj!.pixels)),
+            `refused ${JSON.stringify(v)}: ${r.error.message}`,
+          );
           return;
         }
         assert.ok(obj !== undefined && hasImage !== hasPixels);
@@ -220,18 +261,36 @@ describe('imageFromJson, requireJsonObject, optionsFrom (property)', () => {
 
   it('requireJsonObject returns exactly the plain objects it is given and refuses everything else', () => {
     fc.assert(
-      fc.property(fc.oneof(fc.jsonValue(), fc.anything({ withNullPrototype: true, withMap: true, withSet: true, withDate: true, withTypedArray: true })), (v) => {
-        const r = outcome(() => requireJsonObject(v));
-        if (isPlainObject(v)) assert.ok(r.ok && r.value === v);
-        else assert.ok(!r.ok && r.error.code === 'INVALID_ARGUMENT' && /must be an object/.test(r.error.message));
-      }),
+      fc.property(
+        fc.oneof(
+          fc.jsonValue(),
+          fc.anything({ withNullPrototype: true, withMap: true, withSet: true, withDate: true, withTypedArray: true }),
+        ),
+        (v) => {
+          const r = outcome(() => requireJsonObject(v));
+          if (isPlainObject(v)) assert.ok(r.ok && r.value === v);
+          else assert.ok(!r.ok && r.error.code === 'INVALID_ARGUMENT' && /must be an object/.test(r.error.message));
+        },
+      ),
       { numRuns: 500 },
     );
   });
 
-  const fieldValue = fc.oneof(fc.string({ maxLength: 12 }), fc.integer(), fc.double(), fc.constantFrom(null, '', undefined, true), fc.array(fc.string(), { maxLength: 2 }), fc.jsonValue());
+  const fieldValue = fc.oneof(
+    fc.string({ maxLength: 12 }),
+    fc.integer(),
+    fc.double(),
+    fc.constantFrom(null, '', undefined, true),
+    fc.array(fc.string(), { maxLength: 2 }),
+    fc.jsonValue(),
+  );
   const fields = fc.record(
-    { model: fieldValue, version: fieldValue, routingKey: fieldValue, topK: fc.oneof(fieldValue, fc.integer({ min: -5, max: 20 }), fc.integer({ min: -5, max: 20 }).map(String)) },
+    {
+      model: fieldValue,
+      version: fieldValue,
+      routingKey: fieldValue,
+      topK: fc.oneof(fieldValue, fc.integer({ min: -5, max: 20 }), fc.integer({ min: -5, max: 20 }).map(String)),
+    },
     { requiredKeys: [] },
   );
 
@@ -246,27 +305,32 @@ describe('imageFromJson, requireJsonObject, optionsFrom (property)', () => {
 
   it('optionsFrom: strings (or integers) pass through, body before query, the header wins for the routing key; anything else is INVALID_ARGUMENT', () => {
     fc.assert(
-      fc.property(fc.option(fields, { nil: undefined }), fields, fc.option(fc.string({ maxLength: 10 }), { nil: undefined }), (body, query, header) => {
-        const r = outcome(() => optionsFrom(body, query, header));
-        const m = asOption(chosen(body, query, 'model'));
-        const v = asOption(chosen(body, query, 'version'));
-        const k = asOption(chosen(body, query, 'routingKey'));
-        const t = asOption(chosen(body, query, 'topK'));
-        const topK = t.value === undefined ? undefined : Number(t.value);
-        const shouldPass = m.ok && v.ok && t.ok && (topK === undefined || Number.isInteger(topK)) && (Boolean(header) || k.ok);
-        if (!r.ok) {
-          assert.equal(r.error.code, 'INVALID_ARGUMENT');
-          assert.ok(!shouldPass, `refused ${JSON.stringify({ body, query, header })}: ${r.error.message}`);
-          return;
-        }
-        assert.ok(shouldPass, `accepted ${JSON.stringify({ body, query, header })}`);
-        assert.deepEqual(Object.keys(r.value).sort(), ['model', 'routingKey', 'topK', 'version']);
-        assert.equal(r.value.model, m.value);
-        assert.equal(r.value.version, v.value);
-        assert.equal(r.value.routingKey, header || k.value);
-        assert.equal(r.value.topK, topK);
-        if (topK !== undefined) assert.ok(Number.isInteger(r.value.topK));
-      }),
+      fc.property(
+        fc.option(fields, { nil: undefined }),
+        fields,
+        fc.option(fc.string({ maxLength: 10 }), { nil: undefined }),
+        (body, query, header) => {
+          const r = outcome(() => optionsFrom(body, query, header));
+          const m = asOption(chosen(body, query, 'model'));
+          const v = asOption(chosen(body, query, 'version'));
+          const k = asOption(chosen(body, query, 'routingKey'));
+          const t = asOption(chosen(body, query, 'topK'));
+          const topK = t.value === undefined ? undefined : Number(t.value);
+          const shouldPass = m.ok && v.ok && t.ok && (topK === undefined || Number.isInteger(topK)) && (Boolean(header) || k.ok);
+          if (!r.ok) {
+            assert.equal(r.error.code, 'INVALID_ARGUMENT');
+            assert.ok(!shouldPass, `refused ${JSON.stringify({ body, query, header })}: ${r.error.message}`);
+            return;
+          }
+          assert.ok(shouldPass, `accepted ${JSON.stringify({ body, query, header })}`);
+          assert.deepEqual(Object.keys(r.value).sort(), ['model', 'routingKey', 'topK', 'version']);
+          assert.equal(r.value.model, m.value);
+          assert.equal(r.value.version, v.value);
+          assert.equal(r.value.routingKey, header || k.value);
+          assert.equal(r.value.topK, topK);
+          if (topK !== undefined) assert.ok(Number.isInteger(r.value.topK));
+        },
+      ),
       { numRuns: 500 },
     );
   });
@@ -281,9 +345,16 @@ describe('imageFromJson, requireJsonObject, optionsFrom (property)', () => {
       RUNS,
     );
     fc.assert(
-      fc.property(fc.oneof(fc.double({ noInteger: true }).map(String), fc.stringMatching(/^[a-z]{1,6}$/), fc.constantFrom('1.5', 'NaN', 'Infinity', '1e400', '--1')), (s) => {
-        assert.match(refused(() => optionsFrom({ topK: s }, {}, undefined)).message, /topK must be an integer/);
-      }),
+      fc.property(
+        fc.oneof(
+          fc.double({ noInteger: true }).map(String),
+          fc.stringMatching(/^[a-z]{1,6}$/),
+          fc.constantFrom('1.5', 'NaN', 'Infinity', '1e400', '--1'),
+        ),
+        (s) => {
+          assert.match(refused(() => optionsFrom({ topK: s }, {}, undefined)).message, /topK must be an integer/);
+        },
+      ),
       RUNS,
     );
   });
@@ -304,37 +375,51 @@ describe('validatePixels (property)', () => {
 
   it('accepts exactly `expected` finite numbers in [0, 255] (arrays, Float32Array, Uint8Array), returning them unchanged', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 0, max: 64 }).chain((n) => fc.tuple(fc.constant(n), valid(n))), ([n, px]) => {
-        assert.equal(validatePixels(px, n), px);
-        const f32 = Float32Array.from(px);
-        assert.equal(validatePixels(f32, n), f32);
-        const u8 = Uint8Array.from(px.map(Math.floor));
-        assert.equal(validatePixels(u8, n), u8);
-      }),
+      fc.property(
+        fc.integer({ min: 0, max: 64 }).chain((n) => fc.tuple(fc.constant(n), valid(n))),
+        ([n, px]) => {
+          assert.equal(validatePixels(px, n), px);
+          const f32 = Float32Array.from(px);
+          assert.equal(validatePixels(f32, n), f32);
+          const u8 = Uint8Array.from(px.map(Math.floor));
+          assert.equal(validatePixels(u8, n), u8);
+        },
+      ),
       RUNS,
     );
-    fc.assert(fc.property(valid(784), (px) => assert.equal(validatePixels(px, 784), px)), { numRuns: 50 });
+    fc.assert(
+      fc.property(valid(784), (px) => assert.equal(validatePixels(px, 784), px)),
+      { numRuns: 50 },
+    );
   });
 
   it('one bad entry anywhere is refused as INVALID_ARGUMENT naming its index', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 64 }).chain((n) => fc.tuple(valid(n), fc.nat({ max: n - 1 }), bad)), ([px, i, v]) => {
-        const arr: unknown[] = [...px];
-        arr[i] = v;
-        const err = refused(() => validatePixels(arr, arr.length));
-        assert.ok(err.message.startsWith(`pixels[${i}] must be a number in 0..255`), err.message);
-      }),
+      fc.property(
+        fc.integer({ min: 1, max: 64 }).chain((n) => fc.tuple(valid(n), fc.nat({ max: n - 1 }), bad)),
+        ([px, i, v]) => {
+          const arr: unknown[] = [...px];
+          arr[i] = v;
+          const err = refused(() => validatePixels(arr, arr.length));
+          assert.ok(err.message.startsWith(`pixels[${i}] must be a number in 0..255`), err.message);
+        },
+      ),
       { numRuns: 500 },
     );
   });
 
   it('non-finite or out-of-range values in a Float32Array are refused naming the index', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 64 }).chain((n) => fc.tuple(valid(n), fc.nat({ max: n - 1 }), fc.constantFrom(NaN, Infinity, -Infinity, -0.01, 256, 1e30))), ([px, i, v]) => {
-        const f32 = Float32Array.from(px);
-        f32[i] = v;
-        assert.match(refused(() => validatePixels(f32, f32.length)).message, new RegExp(`^pixels\\[${i}\\]`));
-      }),
+      fc.property(
+        fc
+          .integer({ min: 1, max: 64 })
+          .chain((n) => fc.tuple(valid(n), fc.nat({ max: n - 1 }), fc.constantFrom(NaN, Infinity, -Infinity, -0.01, 256, 1e30))),
+        ([px, i, v]) => {
+          const f32 = Float32Array.from(px);
+          f32[i] = v;
+          assert.match(refused(() => validatePixels(f32, f32.length)).message, new RegExp(`^pixels\\[${i}\\]`));
+        },
+      ),
       RUNS,
     );
   });
@@ -349,9 +434,13 @@ describe('validatePixels (property)', () => {
       RUNS,
     );
     fc.assert(
-      fc.property(fc.anything().filter((v) => !Array.isArray(v)), fc.nat({ max: 800 }), (v, n) => {
-        assert.match(refused(() => validatePixels(v, n)).message, /pixels must be an array/);
-      }),
+      fc.property(
+        fc.anything().filter((v) => !Array.isArray(v)),
+        fc.nat({ max: 800 }),
+        (v, n) => {
+          assert.match(refused(() => validatePixels(v, n)).message, /pixels must be an array/);
+        },
+      ),
       RUNS,
     );
   });
@@ -378,7 +467,16 @@ describe('ReceiptSigner.verify (property)', () => {
     labelIndex: fc.oneof(fc.integer({ min: 0, max: 9 }), fc.nat()),
     confidence: fc.double({ min: 0, max: 1, noNaN: true }),
     // The router accepts any experiment name of 1..128 characters.
-    experiment: fc.option(fc.oneof(anyUnits(128), fc.string({ unit: 'binary', maxLength: 128 }), fc.constantFrom('\u0001'.repeat(128), '\ud800'.repeat(128), '"'.repeat(128))).filter((s) => s.length > 0), { nil: undefined }),
+    experiment: fc.option(
+      fc
+        .oneof(
+          anyUnits(128),
+          fc.string({ unit: 'binary', maxLength: 128 }),
+          fc.constantFrom('\u0001'.repeat(128), '\ud800'.repeat(128), '"'.repeat(128)),
+        )
+        .filter((s) => s.length > 0),
+      { nil: undefined },
+    ),
   });
   const signer = (now = () => T0) => new ReceiptSigner(SECRET, 3_600_000, now);
   const B64URL = [...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'];
@@ -408,9 +506,23 @@ describe('ReceiptSigner.verify (property)', () => {
 
   it('any single-character change, deletion, insertion or truncation of a valid id is refused', () => {
     const edit = fc.oneof(
-      fc.record({ op: fc.constant('replace' as const), at: fc.nat(), ch: fc.oneof(fc.constantFrom(...OTHER), anyUnits(1).filter((c) => c.length === 1)) }),
+      fc.record({
+        op: fc.constant('replace' as const),
+        at: fc.nat(),
+        ch: fc.oneof(
+          fc.constantFrom(...OTHER),
+          anyUnits(1).filter((c) => c.length === 1),
+        ),
+      }),
       fc.record({ op: fc.constant('delete' as const), at: fc.nat(), ch: fc.constant('') }),
-      fc.record({ op: fc.constant('insert' as const), at: fc.nat(), ch: fc.oneof(fc.constantFrom(...OTHER), anyUnits(1).filter((c) => c.length === 1)) }),
+      fc.record({
+        op: fc.constant('insert' as const),
+        at: fc.nat(),
+        ch: fc.oneof(
+          fc.constantFrom(...OTHER),
+          anyUnits(1).filter((c) => c.length === 1),
+        ),
+      }),
       fc.record({ op: fc.constant('truncate' as const), at: fc.nat(), ch: fc.constant('') }),
     );
     fc.assert(
@@ -454,11 +566,22 @@ describe('ReceiptSigner.verify (property)', () => {
     const s = signer();
     const forged = fc
       .tuple(prediction, fc.stringMatching(/^[A-Za-z0-9_-]{43}$/))
-      .map(([p, sig]) => `${Buffer.from(JSON.stringify({ m: p.model, v: p.version, a: p.arm, c: p.labelIndex, p: p.confidence, t: T0, n: 'AAAAAAAA' })).toString('base64url')}.${sig}`);
+      .map(
+        ([p, sig]) =>
+          `${Buffer.from(JSON.stringify({ m: p.model, v: p.version, a: p.arm, c: p.labelIndex, p: p.confidence, t: T0, n: 'AAAAAAAA' })).toString('base64url')}.${sig}`,
+      );
     fc.assert(
-      fc.property(fc.oneof(anyUnits(200), fc.string({ unit: fc.constantFrom(...OTHER), maxLength: 200 }), forged, fc.anything().filter((v) => typeof v !== 'string')), (v) => {
-        refused(() => s.verify(v), ['PERMISSION_DENIED', 'INVALID_ARGUMENT']);
-      }),
+      fc.property(
+        fc.oneof(
+          anyUnits(200),
+          fc.string({ unit: fc.constantFrom(...OTHER), maxLength: 200 }),
+          forged,
+          fc.anything().filter((v) => typeof v !== 'string'),
+        ),
+        (v) => {
+          refused(() => s.verify(v), ['PERMISSION_DENIED', 'INVALID_ARGUMENT']);
+        },
+      ),
       { numRuns: 500 },
     );
   });
@@ -482,7 +605,10 @@ describe('ReceiptSigner.verify (property)', () => {
         prediction,
         fc.integer({ min: 1, max: 30 * 86_400_000 }),
         fc.integer({ min: 0, max: 4e12 }),
-        fc.oneof(fc.integer({ min: -3, max: 3 }).map((d) => ({ boundary: true, d })), fc.integer({ min: -1e10, max: 1e10 }).map((d) => ({ boundary: false, d }))),
+        fc.oneof(
+          fc.integer({ min: -3, max: 3 }).map((d) => ({ boundary: true, d })),
+          fc.integer({ min: -1e10, max: 1e10 }).map((d) => ({ boundary: false, d })),
+        ),
         (p, maxAge, t0, delta) => {
           let now = t0;
           const s = new ReceiptSigner(SECRET, maxAge, () => now);
@@ -491,7 +617,11 @@ describe('ReceiptSigner.verify (property)', () => {
           now = t0 + age;
           const r = outcome(() => s.verify(id));
           if (age <= maxAge) assert.ok(r.ok && r.value.issuedAt === t0, `age ${age} <= ${maxAge} refused`);
-          else assert.ok(!r.ok && r.error.code === 'FAILED_PRECONDITION' && /expired/.test(r.error.message), `age ${age} > ${maxAge} accepted`);
+          else
+            assert.ok(
+              !r.ok && r.error.code === 'FAILED_PRECONDITION' && /expired/.test(r.error.message),
+              `age ${age} > ${maxAge} accepted`,
+            );
         },
       ),
       RUNS,
@@ -503,7 +633,14 @@ describe('ReceiptSigner.verify (property)', () => {
 describe('Open Inference Protocol v2 tensor decoding (property)', () => {
   const LABELS = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
   const infoFor = (h: number, w: number): ModelInfo => ({
-    name: 'baseline', version: '1', versions: ['1'], format: 'onnx', labels: LABELS, inputName: 'input', inputShape: [1, 1, h, w], pixelsPerImage: h * w,
+    name: 'baseline',
+    version: '1',
+    versions: ['1'],
+    format: 'onnx',
+    labels: LABELS,
+    inputName: 'input',
+    inputShape: [1, 1, h, w],
+    pixelsPerImage: h * w,
   });
   const dims = fc.tuple(fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 5 }));
 
@@ -521,31 +658,66 @@ describe('Open Inference Protocol v2 tensor decoding (property)', () => {
     fc.integer({ min: 0, max: 4 }).chain((n) => {
       const per = h * w;
       const pixels = fc
-        .tuple(fc.array(fc.array(fc.integer({ min: 0, max: 255 }), { minLength: per, maxLength: per }), { minLength: n, maxLength: n }), fc.constantFrom<number[]>([n, h, w], [n, 1, h, w], [n, per]), fc.boolean())
-        .map(([rows, shape, nested]) => ({ kind: 'pixels' as const, rows: rows as unknown[], tensor: { name: 'pixels', datatype: 'UINT8', shape, data: nested ? reshape(rows.flat(), shape) : rows.flat() } }));
+        .tuple(
+          fc.array(fc.array(fc.integer({ min: 0, max: 255 }), { minLength: per, maxLength: per }), { minLength: n, maxLength: n }),
+          fc.constantFrom<number[]>([n, h, w], [n, 1, h, w], [n, per]),
+          fc.boolean(),
+        )
+        .map(([rows, shape, nested]) => ({
+          kind: 'pixels' as const,
+          rows: rows as unknown[],
+          tensor: { name: 'pixels', datatype: 'UINT8', shape, data: nested ? reshape(rows.flat(), shape) : rows.flat() },
+        }));
       const fp32 = fc
-        .tuple(fc.array(fc.array(fc.double({ noNaN: true, noDefaultInfinity: true, min: -1e6, max: 1e6 }).map((v) => v + 0 /* JSON has no -0 */), { minLength: per, maxLength: per }), { minLength: n, maxLength: n }), fc.boolean())
-        .map(([rows, nested]) => ({ kind: 'normalized' as const, rows: rows as unknown[], tensor: { name: 'input', datatype: 'FP32', shape: [n, 1, h, w], data: nested ? reshape(rows.flat(), [n, 1, h, w]) : rows.flat() } }));
+        .tuple(
+          fc.array(
+            fc.array(
+              fc.double({ noNaN: true, noDefaultInfinity: true, min: -1e6, max: 1e6 }).map((v) => v + 0 /* JSON has no -0 */),
+              { minLength: per, maxLength: per },
+            ),
+            { minLength: n, maxLength: n },
+          ),
+          fc.boolean(),
+        )
+        .map(([rows, nested]) => ({
+          kind: 'normalized' as const,
+          rows: rows as unknown[],
+          tensor: { name: 'input', datatype: 'FP32', shape: [n, 1, h, w], data: nested ? reshape(rows.flat(), [n, 1, h, w]) : rows.flat() },
+        }));
       const images = fc
-        .tuple(fc.array(fc.uint8Array({ minLength: 1, maxLength: 40 }).map((a) => Buffer.from(a)), { minLength: n, maxLength: n }), fc.boolean())
-        .map(([rows, url]) => ({ kind: 'encoded' as const, rows: rows as unknown[], tensor: { name: 'image', datatype: 'BYTES', shape: [n], data: rows.map((b) => b.toString(url ? 'base64url' : 'base64')) } }));
+        .tuple(
+          fc.array(
+            fc.uint8Array({ minLength: 1, maxLength: 40 }).map((a) => Buffer.from(a)),
+            { minLength: n, maxLength: n },
+          ),
+          fc.boolean(),
+        )
+        .map(([rows, url]) => ({
+          kind: 'encoded' as const,
+          rows: rows as unknown[],
+          tensor: { name: 'image', datatype: 'BYTES', shape: [n], data: rows.map((b) => b.toString(url ? 'base64url' : 'base64')) },
+        }));
       return fc.oneof(pixels, fp32, images);
     });
 
-  const rowOf = (img: ImageInput): unknown => (img.kind === 'pixels' ? Array.from(img.pixels) : img.kind === 'normalized' ? Array.from(img.values) : img.bytes);
+  const rowOf = (img: ImageInput): unknown =>
+    img.kind === 'pixels' ? Array.from(img.pixels) : img.kind === 'normalized' ? Array.from(img.values) : img.bytes;
 
   it('valid tensors round-trip through the REST JSON form: flat or nested data, every accepted shape', () => {
     fc.assert(
-      fc.property(dims.chain(([h, w]) => fc.tuple(fc.constant(infoFor(h, w)), validTensor(h, w))), ([info, t]) => {
-        const body = JSON.parse(JSON.stringify({ inputs: [t.tensor] })) as Record<string, unknown>;
-        const images = imagesFrom(jsonInputs(body), info);
-        assert.equal(images.length, t.rows.length);
-        images.forEach((img, i) => {
-          assert.equal(img.kind, t.kind);
-          if (img.kind === 'encoded') assert.ok(img.bytes.equals(t.rows[i] as Buffer));
-          else assert.deepEqual(rowOf(img), t.rows[i]);
-        });
-      }),
+      fc.property(
+        dims.chain(([h, w]) => fc.tuple(fc.constant(infoFor(h, w)), validTensor(h, w))),
+        ([info, t]) => {
+          const body = JSON.parse(JSON.stringify({ inputs: [t.tensor] })) as Record<string, unknown>;
+          const images = imagesFrom(jsonInputs(body), info);
+          assert.equal(images.length, t.rows.length);
+          images.forEach((img, i) => {
+            assert.equal(img.kind, t.kind);
+            if (img.kind === 'encoded') assert.ok(img.bytes.equals(t.rows[i] as Buffer));
+            else assert.deepEqual(rowOf(img), t.rows[i]);
+          });
+        },
+      ),
       RUNS,
     );
   });
@@ -553,29 +725,39 @@ describe('Open Inference Protocol v2 tensor decoding (property)', () => {
   /** A tensor made wrong in one way, or made up. */
   const hostileTensor = (h: number, w: number) =>
     fc.oneof(
-      { weight: 4, arbitrary: validTensor(h, w).chain(({ tensor }) =>
-        fc.oneof(
-          fc.record({ field: fc.constantFrom('name', 'datatype', 'shape', 'data'), v: fc.jsonValue() }).map(({ field, v }) => ({ ...tensor, [field]: v })),
-          fc.tuple(fc.nat(), fc.integer({ min: -2, max: 2 })).map(([i, d]) => ({ ...tensor, shape: tensor.shape.map((s, j) => (j === i % tensor.shape.length ? s + d : s)) })),
-          fc.tuple(fc.nat(), fc.jsonValue()).map(([i, v]) => {
-            const data = (tensor.data as unknown[]).flat(4);
-            if (data.length > 0) data[i % data.length] = v;
-            return { ...tensor, data };
-          }),
-          fc.nat().map((k) => ({ ...tensor, data: (tensor.data as unknown[]).flat(4).slice(0, k % 50) })),
-          fc.constantFrom('FP32', 'UINT8', 'BYTES', 'INT64', 'FP16', '').map((datatype) => ({ ...tensor, datatype })),
-          fc.constantFrom('pixels', 'input', 'image').map((name) => ({ ...tensor, name })),
+      {
+        weight: 4,
+        arbitrary: validTensor(h, w).chain(({ tensor }) =>
+          fc.oneof(
+            fc
+              .record({ field: fc.constantFrom('name', 'datatype', 'shape', 'data'), v: fc.jsonValue() })
+              .map(({ field, v }) => ({ ...tensor, [field]: v })),
+            fc
+              .tuple(fc.nat(), fc.integer({ min: -2, max: 2 }))
+              .map(([i, d]) => ({ ...tensor, shape: tensor.shape.map((s, j) => (j === i % tensor.shape.length ? s + d : s)) })),
+            fc.tuple(fc.nat(), fc.jsonValue()).map(([i, v]) => {
+              const data = (tensor.data as unknown[]).flat(4);
+              if (data.length > 0) data[i % data.length] = v;
+              return { ...tensor, data };
+            }),
+            fc.nat().map((k) => ({ ...tensor, data: (tensor.data as unknown[]).flat(4).slice(0, k % 50) })),
+            fc.constantFrom('FP32', 'UINT8', 'BYTES', 'INT64', 'FP16', '').map((datatype) => ({ ...tensor, datatype })),
+            fc.constantFrom('pixels', 'input', 'image').map((name) => ({ ...tensor, name })),
+          ),
         ),
-      ) },
-      { weight: 1, arbitrary: fc.record(
-        {
-          name: fc.oneof(fc.constantFrom('pixels', 'input', 'image'), fc.string()),
-          datatype: fc.oneof(fc.constantFrom('UINT8', 'FP32', 'BYTES'), fc.jsonValue()),
-          shape: fc.oneof(fc.array(fc.integer({ min: -1, max: 4 }), { maxLength: 4 }), fc.jsonValue()),
-          data: fc.oneof(fc.array(fc.oneof(fc.integer({ min: -1, max: 256 }), fc.base64String(), fc.double())), fc.jsonValue()),
-        },
-        { requiredKeys: [] },
-      ) },
+      },
+      {
+        weight: 1,
+        arbitrary: fc.record(
+          {
+            name: fc.oneof(fc.constantFrom('pixels', 'input', 'image'), fc.string()),
+            datatype: fc.oneof(fc.constantFrom('UINT8', 'FP32', 'BYTES'), fc.jsonValue()),
+            shape: fc.oneof(fc.array(fc.integer({ min: -1, max: 4 }), { maxLength: 4 }), fc.jsonValue()),
+            data: fc.oneof(fc.array(fc.oneof(fc.integer({ min: -1, max: 256 }), fc.base64String(), fc.double())), fc.jsonValue()),
+          },
+          { requiredKeys: [] },
+        ),
+      },
       { weight: 1, arbitrary: fc.jsonValue() },
     );
 
@@ -585,7 +767,17 @@ describe('Open Inference Protocol v2 tensor decoding (property)', () => {
         fc.constant(infoFor(h, w)),
         fc.oneof(
           { weight: 1, arbitrary: fc.jsonValue() },
-          { weight: 1, arbitrary: fc.record({ inputs: fc.oneof(fc.array(hostileTensor(h, w), { maxLength: 2 }), fc.jsonValue()), id: fc.jsonValue(), outputs: fc.jsonValue() }, { requiredKeys: [] }) },
+          {
+            weight: 1,
+            arbitrary: fc.record(
+              {
+                inputs: fc.oneof(fc.array(hostileTensor(h, w), { maxLength: 2 }), fc.jsonValue()),
+                id: fc.jsonValue(),
+                outputs: fc.jsonValue(),
+              },
+              { requiredKeys: [] },
+            ),
+          },
           { weight: 6, arbitrary: hostileTensor(h, w).map((t) => ({ inputs: [t] })) },
         ),
       ),
@@ -598,7 +790,10 @@ describe('Open Inference Protocol v2 tensor decoding (property)', () => {
         assert.equal(r.value.length, t.shape[0]);
         for (const img of r.value) {
           if (img.kind === 'encoded') assert.ok(Buffer.isBuffer(img.bytes));
-          else if (img.kind === 'pixels') assert.ok(img.pixels.length === info.pixelsPerImage && Array.from(img.pixels).every((v) => Number.isInteger(v) && v >= 0 && v <= 255));
+          else if (img.kind === 'pixels')
+            assert.ok(
+              img.pixels.length === info.pixelsPerImage && Array.from(img.pixels).every((v) => Number.isInteger(v) && v >= 0 && v <= 255),
+            );
           else assert.ok(img.values.length === info.pixelsPerImage && Array.from(img.values).every(Number.isFinite));
         }
       }),
@@ -629,41 +824,67 @@ describe('Open Inference Protocol v2 tensor decoding (property)', () => {
 
   it('checkShape accepts exactly non-empty lists of non-negative integers', () => {
     fc.assert(
-      fc.property(fc.oneof(fc.array(fc.integer({ min: -2, max: 10 }), { maxLength: 5 }), fc.array(fc.oneof(fc.double(), fc.string(), fc.constant(null)), { maxLength: 3 }), fc.jsonValue()), (shape) => {
-        const r = outcome(() => checkShape(shape, 'inputs[0]'));
-        const good = Array.isArray(shape) && shape.length > 0 && shape.every((d) => typeof d === 'number' && Number.isInteger(d) && d >= 0);
-        if (good) assert.ok(r.ok && r.value === shape);
-        else assert.ok(!r.ok && r.error.code === 'INVALID_ARGUMENT' && r.error.message.startsWith('inputs[0].shape'));
-      }),
+      fc.property(
+        fc.oneof(
+          fc.array(fc.integer({ min: -2, max: 10 }), { maxLength: 5 }),
+          fc.array(fc.oneof(fc.double(), fc.string(), fc.constant(null)), { maxLength: 3 }),
+          fc.jsonValue(),
+        ),
+        (shape) => {
+          const r = outcome(() => checkShape(shape, 'inputs[0]'));
+          const good =
+            Array.isArray(shape) && shape.length > 0 && shape.every((d) => typeof d === 'number' && Number.isInteger(d) && d >= 0);
+          if (good) assert.ok(r.ok && r.value === shape);
+          else assert.ok(!r.ok && r.error.code === 'INVALID_ARGUMENT' && r.error.message.startsWith('inputs[0].shape'));
+        },
+      ),
       RUNS,
     );
   });
 
   it('requestedOutputs: all outputs when none are asked, the known names as asked, else INVALID_ARGUMENT naming the first unknown one', () => {
     fc.assert(
-      fc.property(fc.option(fc.array(fc.oneof(fc.constantFrom(...OUTPUTS), fc.string({ maxLength: 12 })), { maxLength: 5 }), { nil: undefined }), (names) => {
-        const r = outcome(() => requestedOutputs(names));
-        const unknown = names?.find((n) => !(OUTPUTS as readonly string[]).includes(n));
-        if (unknown !== undefined) return assert.ok(!r.ok && r.error.message.startsWith(`unknown output "${unknown}"`));
-        assert.ok(r.ok);
-        assert.deepEqual(r.value, names && names.length > 0 ? names : [...OUTPUTS]);
-      }),
+      fc.property(
+        fc.option(fc.array(fc.oneof(fc.constantFrom(...OUTPUTS), fc.string({ maxLength: 12 })), { maxLength: 5 }), { nil: undefined }),
+        (names) => {
+          const r = outcome(() => requestedOutputs(names));
+          const unknown = names?.find((n) => !(OUTPUTS as readonly string[]).includes(n));
+          if (unknown !== undefined) return assert.ok(!r.ok && r.error.message.startsWith(`unknown output "${unknown}"`));
+          assert.ok(r.ok);
+          assert.deepEqual(r.value, names && names.length > 0 ? names : [...OUTPUTS]);
+        },
+      ),
       RUNS,
     );
   });
 
   const classification = fc
-    .tuple(fc.shuffledSubarray([...LABELS.keys()], { minLength: 1 }), fc.array(fc.float({ min: 0, max: 1, noNaN: true }), { minLength: 10, maxLength: 10 }), fc.string({ maxLength: 20 }))
+    .tuple(
+      fc.shuffledSubarray([...LABELS.keys()], { minLength: 1 }),
+      fc.array(fc.float({ min: 0, max: 1, noNaN: true }), { minLength: 10, maxLength: 10 }),
+      fc.string({ maxLength: 20 }),
+    )
     .map(([order, conf, id]): Classification => {
       const top = order.map((k, j) => ({ label: LABELS[k], labelIndex: k, confidence: conf[j] }));
-      return { ...top[0], predictionId: id, model: 'baseline', version: '1', arm: 'default', top, timings: { preprocessMs: 0, inferenceMs: 0, totalMs: 0 } };
+      return {
+        ...top[0],
+        predictionId: id,
+        model: 'baseline',
+        version: '1',
+        arm: 'default',
+        top,
+        timings: { preprocessMs: 0, inferenceMs: 0, totalMs: 0 },
+      };
     });
 
   it('outputsFrom: shapes match the data, and each row holds its classification', () => {
     fc.assert(
       fc.property(fc.array(classification, { maxLength: 5 }), fc.shuffledSubarray([...OUTPUTS]), (results, wanted) => {
         const outs = outputsFrom(results, LABELS.length, wanted);
-        assert.deepEqual(outs.map((o) => o.name), wanted);
+        assert.deepEqual(
+          outs.map((o) => o.name),
+          wanted,
+        );
         const n = results.length;
         for (const o of outs) {
           assert.equal(o.data.length, elementCount(o.shape));
@@ -678,7 +899,10 @@ describe('Open Inference Protocol v2 tensor decoding (property)', () => {
           } else {
             assert.deepEqual(o.shape, [n]);
             const field = o.name === 'label_index' ? 'labelIndex' : o.name === 'label' ? 'label' : 'predictionId';
-            assert.deepEqual(o.data, results.map((r) => r[field]));
+            assert.deepEqual(
+              o.data,
+              results.map((r) => r[field]),
+            );
           }
         }
       }),
@@ -690,7 +914,13 @@ describe('Open Inference Protocol v2 tensor decoding (property)', () => {
     await fc.assert(
       fc.asyncProperty(
         dims.chain(([h, w]) => fc.tuple(fc.constant(infoFor(h, w)), validTensor(h, w))),
-        fc.array(fc.option(fc.constantFrom<ErrorCode>('INVALID_ARGUMENT', 'UNSUPPORTED_MEDIA_TYPE', 'PAYLOAD_TOO_LARGE'), { nil: undefined, freq: 3 }), { minLength: 4, maxLength: 4 }),
+        fc.array(
+          fc.option(fc.constantFrom<ErrorCode>('INVALID_ARGUMENT', 'UNSUPPORTED_MEDIA_TYPE', 'PAYLOAD_TOO_LARGE'), {
+            nil: undefined,
+            freq: 3,
+          }),
+          { minLength: 4, maxLength: 4 },
+        ),
         classification,
         async ([info, t], failures, c) => {
           let seen: ImageInput[] = [];
@@ -714,9 +944,13 @@ describe('Open Inference Protocol v2 tensor decoding (property)', () => {
           if (n === 0) return assert.ok(!r.ok && /no images/.test(r.error.message));
           assert.deepEqual(seen.map(rowOf), t.rows);
           const firstBad = failures.slice(0, n).findIndex((f) => f !== undefined);
-          if (firstBad >= 0) return assert.ok(!r.ok && r.error.code === failures[firstBad] && r.error.message === `image ${firstBad}: bad ${firstBad}`);
+          if (firstBad >= 0)
+            return assert.ok(!r.ok && r.error.code === failures[firstBad] && r.error.message === `image ${firstBad}: bad ${firstBad}`);
           assert.ok(r.ok);
-          assert.deepEqual(r.value.outputs.map((o) => o.name), [...OUTPUTS]);
+          assert.deepEqual(
+            r.value.outputs.map((o) => o.name),
+            [...OUTPUTS],
+          );
           assert.deepEqual(r.value.outputs.find((o) => o.name === 'label_index')!.data, new Array(n).fill(c.labelIndex));
         },
       ),
@@ -726,41 +960,82 @@ describe('Open Inference Protocol v2 tensor decoding (property)', () => {
 
   it('gRPC BYTES raw form: length-prefixed split and join are inverse; arbitrary bytes split or are INVALID_ARGUMENT', () => {
     fc.assert(
-      fc.property(fc.array(fc.uint8Array({ maxLength: 20 }).map((a) => Buffer.from(a)), { maxLength: 6 }), (items) => {
-        const joined = joinLengthPrefixed(items);
-        assert.deepEqual(splitLengthPrefixed(joined, 'x').map((b) => b.toString('hex')), items.map((b) => b.toString('hex')));
-      }),
+      fc.property(
+        fc.array(
+          fc.uint8Array({ maxLength: 20 }).map((a) => Buffer.from(a)),
+          { maxLength: 6 },
+        ),
+        (items) => {
+          const joined = joinLengthPrefixed(items);
+          assert.deepEqual(
+            splitLengthPrefixed(joined, 'x').map((b) => b.toString('hex')),
+            items.map((b) => b.toString('hex')),
+          );
+        },
+      ),
       RUNS,
     );
     fc.assert(
-      fc.property(fc.oneof(fc.uint8Array({ maxLength: 40 }), fc.array(fc.oneof(fc.constant([3, 0, 0, 0]), fc.uint8Array({ maxLength: 5 }).map((a) => [...a])), { maxLength: 8 }).map((p) => Uint8Array.from(p.flat()))), (a) => {
-        const buf = Buffer.from(a);
-        const r = outcome(() => splitLengthPrefixed(buf, 'input "image"'));
-        if (r.ok) assert.ok(joinLengthPrefixed(r.value).equals(buf));
-        else assert.ok(r.error.code === 'INVALID_ARGUMENT' && r.error.message.startsWith('input "image": '));
-      }),
+      fc.property(
+        fc.oneof(
+          fc.uint8Array({ maxLength: 40 }),
+          fc
+            .array(
+              fc.oneof(
+                fc.constant([3, 0, 0, 0]),
+                fc.uint8Array({ maxLength: 5 }).map((a) => [...a]),
+              ),
+              { maxLength: 8 },
+            )
+            .map((p) => Uint8Array.from(p.flat())),
+        ),
+        (a) => {
+          const buf = Buffer.from(a);
+          const r = outcome(() => splitLengthPrefixed(buf, 'input "image"'));
+          if (r.ok) assert.ok(joinLengthPrefixed(r.value).equals(buf));
+          else assert.ok(r.error.code === 'INVALID_ARGUMENT' && r.error.message.startsWith('input "image": '));
+        },
+      ),
       RUNS,
     );
   });
 
   it('gRPC raw FP32 and UINT8 tensors round-trip bit for bit', () => {
     fc.assert(
-      fc.property(dims, fc.integer({ min: 0, max: 3 }), fc.array(fc.float(), { maxLength: 100 }), fc.uint8Array({ maxLength: 100 }), ([h, w], n, floats, bytes) => {
-        const per = h * w;
-        const f = Float32Array.from({ length: n * per }, (_, i) => floats[i % Math.max(1, floats.length)] ?? 0);
-        const fBuf = Buffer.from(f.buffer);
-        const u = Uint8Array.from({ length: n * per }, (_, i) => bytes[i % Math.max(1, bytes.length)] ?? 0);
-        const { inputs, raw } = decodeInputs({
-          model_name: 'baseline', model_version: '', id: '', outputs: [],
-          inputs: [{ name: 'input', datatype: 'FP32', shape: [n, 1, h, w] }, { name: 'pixels', datatype: 'UINT8', shape: [n, h, w] }],
-          raw_input_contents: [fBuf, Buffer.from(u)],
-        });
-        assert.equal(raw, true);
-        assert.deepEqual(Buffer.from((inputs[0].data as Float32Array).buffer, (inputs[0].data as Float32Array).byteOffset, n * per * 4).toString('hex'), fBuf.toString('hex'));
-        assert.deepEqual(Array.from(inputs[1].data as Uint8Array), Array.from(u));
-        const rows = imagesFrom([inputs[1]], infoFor(h, w));
-        assert.deepEqual(rows.map(rowOf), Array.from({ length: n }, (_, i) => Array.from(u.subarray(i * per, (i + 1) * per))));
-      }),
+      fc.property(
+        dims,
+        fc.integer({ min: 0, max: 3 }),
+        fc.array(fc.float(), { maxLength: 100 }),
+        fc.uint8Array({ maxLength: 100 }),
+        ([h, w], n, floats, bytes) => {
+          const per = h * w;
+          const f = Float32Array.from({ length: n * per }, (_, i) => floats[i % Math.max(1, floats.length)] ?? 0);
+          const fBuf = Buffer.from(f.buffer);
+          const u = Uint8Array.from({ length: n * per }, (_, i) => bytes[i % Math.max(1, bytes.length)] ?? 0);
+          const { inputs, raw } = decodeInputs({
+            model_name: 'baseline',
+            model_version: '',
+            id: '',
+            outputs: [],
+            inputs: [
+              { name: 'input', datatype: 'FP32', shape: [n, 1, h, w] },
+              { name: 'pixels', datatype: 'UINT8', shape: [n, h, w] },
+            ],
+            raw_input_contents: [fBuf, Buffer.from(u)],
+          });
+          assert.equal(raw, true);
+          assert.deepEqual(
+            Buffer.from((inputs[0].data as Float32Array).buffer, (inputs[0].data as Float32Array).byteOffset, n * per * 4).toString('hex'),
+            fBuf.toString('hex'),
+          );
+          assert.deepEqual(Array.from(inputs[1].data as Uint8Array), Array.from(u));
+          const rows = imagesFrom([inputs[1]], infoFor(h, w));
+          assert.deepEqual(
+            rows.map(rowOf),
+            Array.from({ length: n }, (_, i) => Array.from(u.subarray(i * per, (i + 1) * per))),
+          );
+        },
+      ),
       RUNS,
     );
   });
@@ -770,7 +1045,10 @@ describe('Open Inference Protocol v2 tensor decoding (property)', () => {
       {
         fp32_contents: fc.array(fc.float(), { maxLength: 40 }),
         uint_contents: fc.array(fc.oneof(fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 2 ** 32 - 1 })), { maxLength: 40 }),
-        bytes_contents: fc.array(fc.uint8Array({ maxLength: 10 }).map((a) => Buffer.from(a)), { maxLength: 4 }),
+        bytes_contents: fc.array(
+          fc.uint8Array({ maxLength: 10 }).map((a) => Buffer.from(a)),
+          { maxLength: 4 },
+        ),
       },
       { requiredKeys: [] },
     );
@@ -780,7 +1058,14 @@ describe('Open Inference Protocol v2 tensor decoding (property)', () => {
       shape: fc.array(fc.oneof(fc.integer({ min: -1, max: 6 }), fc.integer({ min: -(2 ** 40), max: 2 ** 53 })), { maxLength: 4 }),
       contents: fc.option(contents, { nil: undefined }),
     });
-    const made = fc.tuple(dims, fc.array(input, { maxLength: 2 }), fc.array(fc.uint8Array({ maxLength: 60 }).map((a) => Buffer.from(a)), { maxLength: 2 }));
+    const made = fc.tuple(
+      dims,
+      fc.array(input, { maxLength: 2 }),
+      fc.array(
+        fc.uint8Array({ maxLength: 60 }).map((a) => Buffer.from(a)),
+        { maxLength: 2 },
+      ),
+    );
     /** A valid request (contents or raw) for n images, then made wrong in one way (or not). */
     const nearlyValid = dims.chain(([h, w]) =>
       fc
@@ -803,27 +1088,38 @@ describe('Open Inference Protocol v2 tensor decoding (property)', () => {
           let items: number[] | Buffer[] = kind === 'image' ? values.map((v) => Buffer.alloc(1 + (v % 5), v)) : values;
           if (edit === 'drop') items = items.slice(0, -1) as typeof items;
           if (edit === 'append') items = [...items, kind === 'image' ? Buffer.from([1]) : 1] as typeof items;
-          if (edit === 'shape+1' || edit === 'shape-1') t.shape = t.shape.map((d, j) => (j === at % t.shape.length ? Math.max(0, d + (edit === 'shape+1' ? 1 : -1)) : d));
+          if (edit === 'shape+1' || edit === 'shape-1')
+            t.shape = t.shape.map((d, j) => (j === at % t.shape.length ? Math.max(0, d + (edit === 'shape+1' ? 1 : -1)) : d));
           if (edit === 'datatype') t.datatype = ['UINT8', 'FP32', 'BYTES'][at % 3];
           if (edit === 'name') t.name = ['pixels', 'input', 'image'][at % 3];
-          const field = (edit === 'field' ? ['uint_contents', 'fp32_contents', 'bytes_contents'][at % 3] : undefined) ?? (kind === 'pixels' ? 'uint_contents' : kind === 'input' ? 'fp32_contents' : 'bytes_contents');
+          const field =
+            (edit === 'field' ? ['uint_contents', 'fp32_contents', 'bytes_contents'][at % 3] : undefined) ??
+            (kind === 'pixels' ? 'uint_contents' : kind === 'input' ? 'fp32_contents' : 'bytes_contents');
           let rawBuf: Buffer[] = [];
           if (!raw) t.contents = { [field]: items };
           else if (kind === 'image') rawBuf = [joinLengthPrefixed(items as Buffer[])];
           else if (kind === 'pixels') rawBuf = [Buffer.from(items as number[])];
           else rawBuf = [Buffer.from(Float32Array.from(items as number[]).buffer)];
-          return [[h, w], [t], rawBuf] as [[number, number], typeof t[], Buffer[]];
+          return [[h, w], [t], rawBuf] as [[number, number], (typeof t)[], Buffer[]];
         }),
     );
     fc.assert(
       fc.property(fc.oneof(made, nearlyValid), ([[h, w], inputs, raw]) => {
         const info = infoFor(h, w);
-        const r = outcome(() => imagesFrom(decodeInputs({ model_name: 'baseline', model_version: '', id: '', outputs: [], inputs, raw_input_contents: raw }).inputs, info));
+        const r = outcome(() =>
+          imagesFrom(
+            decodeInputs({ model_name: 'baseline', model_version: '', id: '', outputs: [], inputs, raw_input_contents: raw }).inputs,
+            info,
+          ),
+        );
         if (!r.ok) return assert.equal(r.error.code, 'INVALID_ARGUMENT');
         assert.equal(r.value.length, inputs[0].shape[0]);
         for (const img of r.value) {
           if (img.kind === 'encoded') assert.ok(Buffer.isBuffer(img.bytes));
-          else if (img.kind === 'pixels') assert.ok(img.pixels.length === info.pixelsPerImage && Array.from(img.pixels).every((v) => Number.isInteger(v) && v >= 0 && v <= 255));
+          else if (img.kind === 'pixels')
+            assert.ok(
+              img.pixels.length === info.pixelsPerImage && Array.from(img.pixels).every((v) => Number.isInteger(v) && v >= 0 && v <= 255),
+            );
           else assert.equal(img.values.length, info.pixelsPerImage);
         }
       }),
@@ -831,4 +1127,3 @@ describe('Open Inference Protocol v2 tensor decoding (property)', () => {
     );
   });
 });
-

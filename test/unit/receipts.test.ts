@@ -33,7 +33,10 @@ describe('ReceiptSigner', () => {
   it('is accepted by another replica with the same secret, refused under another', () => {
     const id = new ReceiptSigner(SECRET, 3_600_000).issue(prediction);
     assert.equal(new ReceiptSigner(Buffer.from(SECRET), 3_600_000).verify(id).labelIndex, 7);
-    assert.equal(codeOf(() => new ReceiptSigner(Buffer.from('another-secret-of-32-bytes-long!'), 3_600_000).verify(id)), 'PERMISSION_DENIED');
+    assert.equal(
+      codeOf(() => new ReceiptSigner(Buffer.from('another-secret-of-32-bytes-long!'), 3_600_000).verify(id)),
+      'PERMISSION_DENIED',
+    );
   });
 
   it('refuses altered, malformed and expired ids with distinct codes', () => {
@@ -43,16 +46,37 @@ describe('ReceiptSigner', () => {
     const [payload, sig] = id.split('.');
     const wire = JSON.parse(Buffer.from(payload, 'base64url').toString());
     const altered = `${Buffer.from(JSON.stringify({ ...wire, c: 1 })).toString('base64url')}.${sig}`;
-    assert.equal(codeOf(() => signer.verify(altered)), 'PERMISSION_DENIED');
-    assert.equal(codeOf(() => signer.verify(`${payload}.${sig.slice(0, -2)}`)), 'PERMISSION_DENIED');
-    assert.equal(codeOf(() => signer.verify('no-dot-here')), 'INVALID_ARGUMENT');
-    assert.equal(codeOf(() => signer.verify('a.b.c')), 'INVALID_ARGUMENT');
-    assert.equal(codeOf(() => signer.verify(42)), 'INVALID_ARGUMENT');
-    assert.equal(codeOf(() => signer.verify('x'.repeat(5000))), 'INVALID_ARGUMENT');
+    assert.equal(
+      codeOf(() => signer.verify(altered)),
+      'PERMISSION_DENIED',
+    );
+    assert.equal(
+      codeOf(() => signer.verify(`${payload}.${sig.slice(0, -2)}`)),
+      'PERMISSION_DENIED',
+    );
+    assert.equal(
+      codeOf(() => signer.verify('no-dot-here')),
+      'INVALID_ARGUMENT',
+    );
+    assert.equal(
+      codeOf(() => signer.verify('a.b.c')),
+      'INVALID_ARGUMENT',
+    );
+    assert.equal(
+      codeOf(() => signer.verify(42)),
+      'INVALID_ARGUMENT',
+    );
+    assert.equal(
+      codeOf(() => signer.verify('x'.repeat(5000))),
+      'INVALID_ARGUMENT',
+    );
     now += 60_000;
     assert.equal(signer.verify(id).model, 'dendritic', 'valid up to the maximum age');
     now += 1;
-    assert.equal(codeOf(() => signer.verify(id)), 'FAILED_PRECONDITION');
+    assert.equal(
+      codeOf(() => signer.verify(id)),
+      'FAILED_PRECONDITION',
+    );
   });
 
   it('needs a secret of at least 16 bytes', () => {
@@ -80,9 +104,18 @@ describe('resolveLabel', () => {
     assert.equal(resolveLabel('ankle boot', LABELS), 9);
     assert.equal(resolveLabel(3, LABELS), 3);
     assert.equal(resolveLabel('0', LABELS), 0);
-    assert.equal(codeOf(() => resolveLabel(10, LABELS)), 'INVALID_ARGUMENT');
-    assert.equal(codeOf(() => resolveLabel(-1, LABELS)), 'INVALID_ARGUMENT');
-    assert.equal(codeOf(() => resolveLabel(undefined, LABELS)), 'INVALID_ARGUMENT');
+    assert.equal(
+      codeOf(() => resolveLabel(10, LABELS)),
+      'INVALID_ARGUMENT',
+    );
+    assert.equal(
+      codeOf(() => resolveLabel(-1, LABELS)),
+      'INVALID_ARGUMENT',
+    );
+    assert.equal(
+      codeOf(() => resolveLabel(undefined, LABELS)),
+      'INVALID_ARGUMENT',
+    );
     assert.throws(() => resolveLabel('Hat', LABELS), /expected one of: T-shirt\/top, Trouser/);
   });
 });

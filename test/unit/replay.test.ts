@@ -3,7 +3,17 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import sharp from 'sharp';
 import { OptionsError, parseDrift, parseOptions } from '../../src/tools/replay/options';
-import { addNoise, background, blur, encodeCatalogPhoto, type GrayImage, perturb, rotate, scaleBrightness, seededRandom } from '../../src/tools/replay/perturb';
+import {
+  addNoise,
+  background,
+  blur,
+  encodeCatalogPhoto,
+  type GrayImage,
+  perturb,
+  rotate,
+  scaleBrightness,
+  seededRandom,
+} from '../../src/tools/replay/perturb';
 import { classWeights, type SampleSource, SampleStream } from '../../src/tools/replay/source';
 
 /** A 28x28 white-on-black bar, off centre, as Fashion-MNIST items are drawn. */
@@ -25,14 +35,58 @@ describe('replay options', () => {
   });
 
   it('reads every flag', () => {
-    const o = parseOptions(['--grpc', 'localhost:50051', '--rate', '0', '--count', '10', '--duration', '5', '--concurrency', '4', '--keys', '7', '--feedback', '1', '--feedback-delay', '0', '--drift', 'catalog,rotate:-20,blur:1.5,noise:30,brightness:0.6,mix:Bag=5+Sandal=2', '--drift-from', '30s', '--seed', '9', '--json', '--quiet']);
+    const o = parseOptions([
+      '--grpc',
+      'localhost:50051',
+      '--rate',
+      '0',
+      '--count',
+      '10',
+      '--duration',
+      '5',
+      '--concurrency',
+      '4',
+      '--keys',
+      '7',
+      '--feedback',
+      '1',
+      '--feedback-delay',
+      '0',
+      '--drift',
+      'catalog,rotate:-20,blur:1.5,noise:30,brightness:0.6,mix:Bag=5+Sandal=2',
+      '--drift-from',
+      '30s',
+      '--seed',
+      '9',
+      '--json',
+      '--quiet',
+    ]);
     assert.equal(o.transport, 'grpc');
     assert.equal(o.target, 'localhost:50051');
     assert.deepEqual(
-      [o.rate, o.count, o.durationSeconds, o.concurrency, o.keys, o.feedbackShare, o.feedbackDelaySeconds, o.driftAfterSeconds, o.seed, o.json, o.quiet],
+      [
+        o.rate,
+        o.count,
+        o.durationSeconds,
+        o.concurrency,
+        o.keys,
+        o.feedbackShare,
+        o.feedbackDelaySeconds,
+        o.driftAfterSeconds,
+        o.seed,
+        o.json,
+        o.quiet,
+      ],
       [0, 10, 5, 4, 7, 1, 0, 30, 9, true, true],
     );
-    assert.deepEqual(o.drift, { catalog: true, rotateDegrees: -20, blurSigma: 1.5, noiseStd: 30, brightness: 0.6, mix: { Bag: 5, Sandal: 2 } });
+    assert.deepEqual(o.drift, {
+      catalog: true,
+      rotateDegrees: -20,
+      blurSigma: 1.5,
+      noiseStd: 30,
+      brightness: 0.6,
+      mix: { Bag: 5, Sandal: 2 },
+    });
     assert.equal(parseOptions(['--drift', 'noise:10', '--drift-from', '250']).driftFromRequest, 250);
     assert.equal(parseOptions(['--offset', '9000']).offset, 9000);
   });
@@ -50,7 +104,12 @@ describe('replay options', () => {
       [['--count'], /--count needs a value/],
       [['--frobnicate'], /unknown option --frobnicate/],
     ];
-    for (const [argv, message] of bad) assert.throws(() => parseOptions(argv), (e: Error) => e instanceof OptionsError && message.test(e.message), argv.join(' '));
+    for (const [argv, message] of bad)
+      assert.throws(
+        () => parseOptions(argv),
+        (e: Error) => e instanceof OptionsError && message.test(e.message),
+        argv.join(' '),
+      );
     assert.throws(() => parseDrift('blur:0'), /blur/);
   });
 });
@@ -137,7 +196,10 @@ describe('sampling', () => {
 
   it('walks the source in order without a class mix', () => {
     const s = new SampleStream(source, seededRandom(1));
-    assert.deepEqual([0, 1, 2, 31].map((i) => s.sample(i).index), [0, 1, 2, 1]);
+    assert.deepEqual(
+      [0, 1, 2, 31].map((i) => s.sample(i).index),
+      [0, 1, 2, 1],
+    );
   });
 
   it('draws classes by weight with a class mix, cycling within each class', () => {

@@ -52,8 +52,14 @@ describe('model repository', () => {
     const v1 = repo.acquire('baseline', '1');
     assert.equal(v1.model.version, '1');
     v1.release();
-    assert.throws(() => repo.acquire('nope'), (e: any) => e.code === 'NOT_FOUND' && /unknown model "nope"/.test(e.message));
-    assert.throws(() => repo.acquire('baseline', '3'), (e: any) => e.code === 'NOT_FOUND');
+    assert.throws(
+      () => repo.acquire('nope'),
+      (e: any) => e.code === 'NOT_FOUND' && /unknown model "nope"/.test(e.message),
+    );
+    assert.throws(
+      () => repo.acquire('baseline', '3'),
+      (e: any) => e.code === 'NOT_FOUND',
+    );
     await repo.close();
     await rm(path.join(dir, 'baseline', '7'), { recursive: true });
   });
@@ -102,7 +108,13 @@ describe('model repository', () => {
     assert.equal(after.model, before.model);
     after.release();
     assert.equal(repo.status().failures.length, 1);
-    assert.deepEqual(repo.status().models.filter((m) => m.name === 'baseline').map((m) => m.version), ['1']);
+    assert.deepEqual(
+      repo
+        .status()
+        .models.filter((m) => m.name === 'baseline')
+        .map((m) => m.version),
+      ['1'],
+    );
     await repo.close();
   });
 });

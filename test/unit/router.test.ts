@@ -31,7 +31,15 @@ function split(router: AbRouter, n: number, key = (i: number) => `user-${i}`): M
 
 describe('hashing', () => {
   it('is FNV-1a 32-bit, as GrowthBook hashes (vectors from growthbook packages/sdk-js/test/cases/fnv.json)', () => {
-    const vectors: [string, number][] = [['a', 220], ['b', 77], ['ab', 946], ['def', 652], ['8952klfjas09ujkasdf', 549], ['123', 11], ['___)((*":&', 563]];
+    const vectors: [string, number][] = [
+      ['a', 220],
+      ['b', 77],
+      ['ab', 946],
+      ['def', 652],
+      ['8952klfjas09ujkasdf', 549],
+      ['123', 11],
+      ['___)((*":&', 563],
+    ];
     for (const [text, mod1000] of vectors) assert.equal(fnv1a32(text) % 1000, mod1000, text);
     assert.equal(fnv1a32(''), 0x811c9dc5);
   });
@@ -47,7 +55,10 @@ describe('hashing', () => {
 
 describe('AbRouter', () => {
   it('splits 100k keys within 1% of the weights', () => {
-    for (const weights of [[0.5, 0.5], [0.7, 0.2, 0.1]]) {
+    for (const weights of [
+      [0.5, 0.5],
+      [0.7, 0.2, 0.1],
+    ]) {
       const counts = split(new AbRouter(config(weights)), 100_000);
       weights.forEach((w, i) => {
         const share = (counts.get(['control', 'candidate', 'third'][i]) ?? 0) / 100_000;
@@ -101,19 +112,27 @@ describe('AbRouter', () => {
 
   it('assigns at random without a key, and leaves explicit choices out', () => {
     let seed = 1;
-    const rand = () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
+    const rand = () => (seed = (seed * 16807) % 2147483647) / 2147483647;
     const router = new AbRouter(config([0.25, 0.75]), rand);
     let candidate = 0;
     for (let i = 0; i < 20_000; i++) if (router.select({}).arm === 'candidate') candidate++;
     assert.ok(Math.abs(candidate / 20_000 - 0.75) < 0.015);
-    assert.deepEqual(router.select({ model: 'dendritic', version: '1', routingKey: 'k' }), { model: 'dendritic', version: '1', arm: 'explicit', inExperiment: false });
+    assert.deepEqual(router.select({ model: 'dendritic', version: '1', routingKey: 'k' }), {
+      model: 'dendritic',
+      version: '1',
+      arm: 'explicit',
+      inExperiment: false,
+    });
   });
 });
 
 describe('parseRoutingConfig', () => {
   it('normalizes weights and defaults seed, coverage and control', () => {
     const c = config([3, 1]);
-    assert.deepEqual(c.arms.map((a) => a.weight), [0.75, 0.25]);
+    assert.deepEqual(
+      c.arms.map((a) => a.weight),
+      [0.75, 0.25],
+    );
     assert.equal(c.seed, 'dendritic-rollout');
     assert.equal(c.coverage, 1);
     assert.equal(c.control, 'control');
@@ -127,13 +146,26 @@ describe('parseRoutingConfig', () => {
       [{ experiment: 'e', arms: [{ name: 'a', model: 'baseline', weight: -1 }] }, /weight/],
       [{ experiment: 'e', arms: [{ name: 'a', model: 'baseline', weight: 0 }] }, /more than 0/],
       [{ experiment: 'e', arms: [{ name: 'a', model: 'nope', weight: 1 }] }, /"nope" is not loaded/],
-      [{ experiment: 'e', arms: [{ name: 'a', model: 'baseline', weight: 1 }, { name: 'a', model: 'dendritic', weight: 1 }] }, /used twice/],
+      [
+        {
+          experiment: 'e',
+          arms: [
+            { name: 'a', model: 'baseline', weight: 1 },
+            { name: 'a', model: 'dendritic', weight: 1 },
+          ],
+        },
+        /used twice/,
+      ],
       [{ experiment: 'e', arms: [{ name: 'explicit', model: 'baseline', weight: 1 }] }, /reserved/],
       [{ experiment: 'e', coverage: 1.5, arms: [{ name: 'a', model: 'baseline', weight: 1 }] }, /coverage/],
       [{ experiment: 'e', control: 'b', arms: [{ name: 'a', model: 'baseline', weight: 1 }] }, /control must name/],
       [{ experiment: 'e', arms: [{ name: 'a', model: 'baseline', version: 'x', weight: 1 }] }, /version/],
     ];
-    for (const [raw, pattern] of bad) assert.throws(() => parseRoutingConfig(raw, MODELS), (e: Error) => e instanceof RoutingConfigError && pattern.test(e.message));
+    for (const [raw, pattern] of bad)
+      assert.throws(
+        () => parseRoutingConfig(raw, MODELS),
+        (e: Error) => e instanceof RoutingConfigError && pattern.test(e.message),
+      );
   });
 });
 

@@ -32,7 +32,8 @@ for (const format of ['onnx', 'tfjs'] as const) {
     let model: LoadedModel;
     before(async () => {
       const manifest = await loadManifest(BASELINE);
-      const factory = format === 'onnx' ? new OnnxRuntimeFactory({ intraOpThreads: 1 }) : new TfjsRuntimeFactory(await TfjsEnvironment.create());
+      const factory =
+        format === 'onnx' ? new OnnxRuntimeFactory({ intraOpThreads: 1 }) : new TfjsRuntimeFactory(await TfjsEnvironment.create());
       model = new LoadedModel(manifest, await factory.load(BASELINE, manifest), BASELINE);
     });
     after(async () => model.runtime.dispose());

@@ -86,7 +86,7 @@ describe('A/B statistics', () => {
 
   it('keeps the false-positive rate under alpha when an A/A test is checked after every 100 labels', () => {
     let seed = 12345;
-    const rand = () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
+    const rand = () => (seed = (seed * 16807) % 2147483647) / 2147483647;
     const experiments = 300;
     let sequentialFalse = 0;
     let naiveFalse = 0;

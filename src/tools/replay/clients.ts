@@ -41,7 +41,8 @@ function sameLabels(models: { name: string; labels: string[] }[]): string[] {
   if (models.length === 0) throw new CallError('UNAVAILABLE', 'the service has no model loaded');
   const first = models[0].labels;
   for (const m of models) {
-    if (m.labels.join('\n') !== first.join('\n')) throw new CallError('FAILED_PRECONDITION', `models ${models[0].name} and ${m.name} have different classes`);
+    if (m.labels.join('\n') !== first.join('\n'))
+      throw new CallError('FAILED_PRECONDITION', `models ${models[0].name} and ${m.name} have different classes`);
   }
   return [...first];
 }
@@ -67,11 +68,20 @@ export function httpClient(base: string): ServiceClient {
       const form = new FormData();
       form.append('image', new Blob([image], { type: contentType }), contentType === 'image/jpeg' ? 'photo.jpg' : 'image.png');
       const body = await asJson(await post('/v1/classify', { body: form, headers: { 'X-Routing-Key': routingKey } }));
-      return { predictionId: body.predictionId, model: body.model, arm: body.arm, labelIndex: body.labelIndex, confidence: body.confidence };
+      return {
+        predictionId: body.predictionId,
+        model: body.model,
+        arm: body.arm,
+        labelIndex: body.labelIndex,
+        confidence: body.confidence,
+      };
     },
     async feedback(predictionId, labelIndex) {
       const body = await asJson(
-        await post('/v1/feedback', { body: JSON.stringify({ predictionId, label: labelIndex }), headers: { 'Content-Type': 'application/json' } }),
+        await post('/v1/feedback', {
+          body: JSON.stringify({ predictionId, label: labelIndex }),
+          headers: { 'Content-Type': 'application/json' },
+        }),
       );
       return { accepted: body.accepted !== false, correct: Boolean(body.correct) };
     },

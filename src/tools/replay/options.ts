@@ -80,7 +80,10 @@ function num(flag: string, raw: string | undefined, min: number, max: number, in
 
 export function parseDrift(list: string): DriftSpec {
   const spec: DriftSpec = {};
-  for (const item of list.split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const item of list
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const [kind, param] = item.split(/:(.*)/s, 2) as [string, string | undefined];
     switch (kind as DriftKind) {
       case 'catalog':
@@ -153,7 +156,8 @@ export function parseOptions(argv: readonly string[]): ReplayOptions {
       }
       case '--grpc': {
         const target = value();
-        if (!/^[^/:]+:\d+$/.test(target) && !/^\[[0-9a-f:]+\]:\d+$/i.test(target)) throw new OptionsError(`--grpc ${target} must be host:port`);
+        if (!/^[^/:]+:\d+$/.test(target) && !/^\[[0-9a-f:]+\]:\d+$/i.test(target))
+          throw new OptionsError(`--grpc ${target} must be host:port`);
         o.transport = 'grpc';
         o.target = target;
         break;

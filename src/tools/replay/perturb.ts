@@ -81,7 +81,9 @@ export function scaleBrightness(img: GrayImage, factor: number): GrayImage {
 }
 
 export async function blur(img: GrayImage, sigma: number): Promise<GrayImage> {
-  const data = await sharp(Buffer.from(img.data.buffer, img.data.byteOffset, img.data.length), { raw: { width: img.width, height: img.height, channels: 1 } })
+  const data = await sharp(Buffer.from(img.data.buffer, img.data.byteOffset, img.data.length), {
+    raw: { width: img.width, height: img.height, channels: 1 },
+  })
     .blur(sigma)
     .toColourspace('b-w') // sharp would otherwise hand back three channels
     .raw()
@@ -99,7 +101,8 @@ export async function perturb(img: GrayImage, spec: DriftSpec, random: () => num
   return out;
 }
 
-const raw = (img: GrayImage) => sharp(Buffer.from(img.data.buffer, img.data.byteOffset, img.data.length), { raw: { width: img.width, height: img.height, channels: 1 } });
+const raw = (img: GrayImage) =>
+  sharp(Buffer.from(img.data.buffer, img.data.byteOffset, img.data.length), { raw: { width: img.width, height: img.height, channels: 1 } });
 
 export async function encodePng(img: GrayImage): Promise<Buffer> {
   return raw(img).toColourspace('b-w').png({ compressionLevel: 1 }).toBuffer();

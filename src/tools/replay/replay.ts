@@ -74,7 +74,12 @@ function contentTypeOf(file: string): string {
   return ext === 'jpg' ? 'image/jpeg' : `image/${ext === 'tif' ? 'tiff' : ext}`;
 }
 
-async function encode(sample: Sample, drifting: boolean, opts: ReplayOptions, noiseSeed: number): Promise<{ bytes: Buffer; contentType: string }> {
+async function encode(
+  sample: Sample,
+  drifting: boolean,
+  opts: ReplayOptions,
+  noiseSeed: number,
+): Promise<{ bytes: Buffer; contentType: string }> {
   if (!drifting && sample.file) return { bytes: await readFile(sample.file), contentType: contentTypeOf(sample.file) };
   let img = await sample.pixels();
   if (drifting) img = await perturb(img, opts.drift, seededRandom(noiseSeed));
@@ -114,7 +119,16 @@ export async function replay(opts: ReplayOptions, deps: ReplayDeps): Promise<Rep
       right += a.correct;
       n += a.answered;
     }
-    deps.onProgress?.({ elapsedSeconds: s, sent, answered, failed, feedbackSent: fb.sent, drifting: driftStartedAt !== null, ratePerSecond: s > 0 ? answered / s : 0, accuracy: n ? right / n : null });
+    deps.onProgress?.({
+      elapsedSeconds: s,
+      sent,
+      answered,
+      failed,
+      feedbackSent: fb.sent,
+      drifting: driftStartedAt !== null,
+      ratePerSecond: s > 0 ? answered / s : 0,
+      accuracy: n ? right / n : null,
+    });
   };
   const ticker = deps.onProgress ? setInterval(progress, deps.progressEveryMs ?? 1000) : undefined;
 
@@ -181,8 +195,7 @@ export async function replay(opts: ReplayOptions, deps: ReplayDeps): Promise<Rep
       }
       while (inFlight.size >= opts.concurrency) await Promise.race(inFlight);
       const drifting =
-        driftOn &&
-        (opts.driftAfterSeconds !== undefined ? elapsed() >= opts.driftAfterSeconds : i >= (opts.driftFromRequest ?? 0));
+        driftOn && (opts.driftAfterSeconds !== undefined ? elapsed() >= opts.driftAfterSeconds : i >= (opts.driftFromRequest ?? 0));
       if (drifting) {
         driftStartedAt ??= i;
         driftedCount++;
@@ -218,7 +231,12 @@ export async function replay(opts: ReplayOptions, deps: ReplayDeps): Promise<Rep
     errors,
     ratePerSecond: seconds > 0 ? answered / seconds : 0,
     latencyMs: latencies.length
-      ? { p50: percentile(latencies, 0.5), p95: percentile(latencies, 0.95), p99: percentile(latencies, 0.99), max: latencies[latencies.length - 1] }
+      ? {
+          p50: percentile(latencies, 0.5),
+          p95: percentile(latencies, 0.95),
+          p99: percentile(latencies, 0.99),
+          max: latencies[latencies.length - 1],
+        }
       : null,
     driftStartedAt,
     drifted: driftedCount,

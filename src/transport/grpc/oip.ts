@@ -113,7 +113,9 @@ export function decodeInputs(req: InferRequestMsg): { inputs: InputTensor[]; raw
   const inputs = req.inputs.map((t, i) => {
     const where = `input "${t.name}"`;
     const shape = checkShape(t.shape, where);
-    const data = raw ? fromRaw(req.raw_input_contents[i], t.datatype, elementCount(shape), where) : fromContents(t.contents, t.datatype, where);
+    const data = raw
+      ? fromRaw(req.raw_input_contents[i], t.datatype, elementCount(shape), where)
+      : fromContents(t.contents, t.datatype, where);
     return { name: t.name, datatype: t.datatype, shape, data };
   });
   return { inputs, raw };
@@ -164,23 +166,39 @@ export function oipGrpcHandlers(dataplane: DataPlane, info: OipServerInfo): grpc
       if (!req.name) throw invalid('name is required');
       return metadata(req.name, req.version);
     }, info.onInternal),
-    ModelInfer: unary<InferRequestMsg, unknown>(admitted(dataplane, async (req) => {
-      if (!req.model_name) throw invalid('model_name is required');
-      const { inputs, raw } = decodeInputs(req);
-      const result = await infer(dataplane, {
-        model: req.model_name,
-        version: req.model_version || undefined,
-        inputs,
-        outputs: req.outputs.map((o) => o.name),
-        transport: 'oip-grpc',
-      });
-      return {
-        model_name: result.modelName,
-        model_version: result.modelVersion,
-        id: req.id,
-        outputs: result.outputs.map((t) => ({ name: t.name, datatype: t.datatype, shape: t.shape, ...(raw ? {} : { contents: toContents(t) }) })),
-        raw_output_contents: raw ? result.outputs.map(toRaw) : [],
-      };
-    }), info.onInternal, (code, seconds, res) => dataplane.recordRequest('oip-grpc', seconds, code, (res as { model_name?: string } | undefined)?.model_name ?? '', res ? 'explicit' : '')),
+    ModelInfer: unary<InferRequestMsg, unknown>(
+      admitted(dataplane, async (req) => {
+        if (!req.model_name) throw invalid('model_name is required');
+        const { inputs, raw } = decodeInputs(req);
+        const result = await infer(dataplane, {
+          model: req.model_name,
+          version: req.model_version || undefined,
+          inputs,
+          outputs: req.outputs.map((o) => o.name),
+          transport: 'oip-grpc',
+        });
+        return {
+          model_name: result.modelName,
+          model_version: result.modelVersion,
+          id: req.id,
+          outputs: result.outputs.map((t) => ({
+            name: t.name,
+            datatype: t.datatype,
+            shape: t.shape,
+            ...(raw ? {} : { contents: toContents(t) }),
+          })),
+          raw_output_contents: raw ? result.outputs.map(toRaw) : [],
+        };
+      }),
+      info.onInternal,
+      (code, seconds, res) =>
+        dataplane.recordRequest(
+          'oip-grpc',
+          seconds,
+          code,
+          (res as { model_name?: string } | undefined)?.model_name ?? '',
+          res ? 'explicit' : '',
+        ),
+    ),
   };
 }

@@ -87,37 +87,50 @@ export function productHandlers(dataplane: DataPlane, opts: ProductOptions): grp
     dataplane.recordRequest('grpc', seconds, code, first?.model ?? '', first?.arm ?? '');
   };
   return {
-    Classify: unary<ClassifyRequestMsg, unknown>(admitted(dataplane, async (req) => {
-      const result = await dataplane.classify(imageFrom(req.image, 'image'), optionsFrom(req));
-      return classificationMsg(result);
-    }), opts.onInternal, record),
+    Classify: unary<ClassifyRequestMsg, unknown>(
+      admitted(dataplane, async (req) => {
+        const result = await dataplane.classify(imageFrom(req.image, 'image'), optionsFrom(req));
+        return classificationMsg(result);
+      }),
+      opts.onInternal,
+      record,
+    ),
 
-    ClassifyBatch: unary<BatchRequestMsg, unknown>(admitted(dataplane, async (req) => {
-      const images = req.images.map((m, i) => imageFrom(m, `images[${i}]`));
-      const results = await dataplane.classifyBatch(images, optionsFrom(req));
-      return { results: results.map(itemMsg) };
-    }), opts.onInternal, record),
+    ClassifyBatch: unary<BatchRequestMsg, unknown>(
+      admitted(dataplane, async (req) => {
+        const images = req.images.map((m, i) => imageFrom(m, `images[${i}]`));
+        const results = await dataplane.classifyBatch(images, optionsFrom(req));
+        return { results: results.map(itemMsg) };
+      }),
+      opts.onInternal,
+      record,
+    ),
 
     ClassifyStream: (call: grpc.ServerDuplexStream<ClassifyRequestMsg, unknown>) => {
-      streamInOrder(call, opts.streamWindow, async (req, index) => {
-        const t0 = performance.now();
-        let release: (() => void) | undefined;
-        try {
-          release = dataplane.admit(); // each stream item is its own request: refused once draining
-          const c = await dataplane.classify(imageFrom(req.image, 'image'), optionsFrom(req));
-          dataplane.recordRequest('grpc', (performance.now() - t0) / 1000, 'OK', c.model, c.arm);
-          return { index, tag: req.tag, classification: classificationMsg(c) };
-        } catch (err) {
-          const e = ServiceError.from(err);
-          if (e.code === 'INTERNAL') opts.onInternal(e);
-          dataplane.recordRequest('grpc', (performance.now() - t0) / 1000, e.code);
-          // Not ready / draining ends the stream; an image's own fault answers in place.
-          if (e.code === 'UNAVAILABLE') throw e;
-          return { index, tag: req.tag, error: e.toJSON() };
-        } finally {
-          release?.();
-        }
-      }, (err) => toGrpcError(err));
+      streamInOrder(
+        call,
+        opts.streamWindow,
+        async (req, index) => {
+          const t0 = performance.now();
+          let release: (() => void) | undefined;
+          try {
+            release = dataplane.admit(); // each stream item is its own request: refused once draining
+            const c = await dataplane.classify(imageFrom(req.image, 'image'), optionsFrom(req));
+            dataplane.recordRequest('grpc', (performance.now() - t0) / 1000, 'OK', c.model, c.arm);
+            return { index, tag: req.tag, classification: classificationMsg(c) };
+          } catch (err) {
+            const e = ServiceError.from(err);
+            if (e.code === 'INTERNAL') opts.onInternal(e);
+            dataplane.recordRequest('grpc', (performance.now() - t0) / 1000, e.code);
+            // Not ready / draining ends the stream; an image's own fault answers in place.
+            if (e.code === 'UNAVAILABLE') throw e;
+            return { index, tag: req.tag, error: e.toJSON() };
+          } finally {
+            release?.();
+          }
+        },
+        (err) => toGrpcError(err),
+      );
     },
 
     SendFeedback: unary<{ prediction_id: string; truth?: 'label' | 'label_index'; label?: string; label_index?: number }, unknown>(

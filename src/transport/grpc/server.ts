@@ -39,7 +39,8 @@ export function createGrpcTransport(dataplane: DataPlane, opts: GrpcOptions, log
     'grpc.max_send_message_length': opts.maxMessageBytes,
     'grpc.keepalive_permit_without_calls': 1,
   });
-  const onInternal = (err: Error) => log.error({ err: err.cause instanceof Error ? err.cause.stack : String(err.cause ?? err.message) }, 'internal error (grpc)');
+  const onInternal = (err: Error) =>
+    log.error({ err: err.cause instanceof Error ? err.cause.stack : String(err.cause ?? err.message) }, 'internal error (grpc)');
   server.addService(protos.product, productHandlers(dataplane, { streamWindow: opts.streamWindow, onInternal }));
   server.addService(protos.oip, oipGrpcHandlers(dataplane, { name: opts.serverName, version: opts.serverVersion, onInternal }));
 

@@ -66,19 +66,28 @@ export function createHttpApp(dataplane: DataPlane, admin: AdminActions, opts: H
     res.on('finish', () => {
       if (counted) {
         const code = res.locals.errorCode ?? (res.statusCode < 400 ? 'OK' : `HTTP_${res.statusCode}`);
-        dataplane.recordRequest(counted[1] ? 'oip-http' : 'http', (performance.now() - start) / 1000, code, res.locals.model ?? '', res.locals.arm ?? '');
+        dataplane.recordRequest(
+          counted[1] ? 'oip-http' : 'http',
+          (performance.now() - start) / 1000,
+          code,
+          res.locals.model ?? '',
+          res.locals.arm ?? '',
+        );
       }
       // One line per request; never the body.
-      log.info({
-        reqId: id,
-        method: req.method,
-        path: req.path,
-        status: res.statusCode,
-        ms: Math.round((performance.now() - start) * 100) / 100,
-        model: res.locals.model,
-        arm: res.locals.arm,
-        code: res.locals.errorCode,
-      }, 'request');
+      log.info(
+        {
+          reqId: id,
+          method: req.method,
+          path: req.path,
+          status: res.statusCode,
+          ms: Math.round((performance.now() - start) * 100) / 100,
+          model: res.locals.model,
+          arm: res.locals.arm,
+          code: res.locals.errorCode,
+        },
+        'request',
+      );
     });
     if (counted) {
       // A request that does work is admitted now, with its headers read: a
@@ -102,7 +111,15 @@ export function createHttpApp(dataplane: DataPlane, admin: AdminActions, opts: H
   const json = express.json({ limit: opts.maxJsonBytes, strict: true });
   // Field names are plain (model, version, topK, routingKey): no `a[b]` nesting and no
   // `a[4294967294]` indexes, which would make multer build huge sparse arrays (GHSA-535w-7cp7-47q4).
-  const limits = { fileSize: opts.maxImageBytes, fields: 20, fieldSize: 64 * 1024, parts: opts.maxBatchImages + 20, headerPairs: 200, fieldNestingDepth: 0, fieldArrayIndexLimit: 0 };
+  const limits = {
+    fileSize: opts.maxImageBytes,
+    fields: 20,
+    fieldSize: 64 * 1024,
+    parts: opts.maxBatchImages + 20,
+    headerPairs: 200,
+    fieldNestingDepth: 0,
+    fieldArrayIndexLimit: 0,
+  };
   const single = multer({ storage: multer.memoryStorage(), limits: { ...limits, files: 1 } }).single('image');
   const many = multer({ storage: multer.memoryStorage(), limits: { ...limits, files: opts.maxBatchImages } }).fields([
     { name: 'images', maxCount: opts.maxBatchImages },
@@ -151,7 +168,8 @@ export function createHttpApp(dataplane: DataPlane, admin: AdminActions, opts: H
       body = req.body as Record<string, unknown>;
     } else {
       body = requireJsonObject(req.body);
-      if (!Array.isArray(body.images)) throw new ServiceError('INVALID_ARGUMENT', 'body.images must be an array of {"image": base64} or {"pixels": [...]}');
+      if (!Array.isArray(body.images))
+        throw new ServiceError('INVALID_ARGUMENT', 'body.images must be an array of {"image": base64} or {"pixels": [...]}');
       if (body.images.length > opts.maxBatchImages) {
         throw new ServiceError('INVALID_ARGUMENT', `a batch holds at most ${opts.maxBatchImages} images; got ${body.images.length}`);
       }
@@ -163,17 +181,21 @@ export function createHttpApp(dataplane: DataPlane, admin: AdminActions, opts: H
     res.json({ results });
   });
 
-  app.post('/v1/feedback', (req: Request, res: Response, next: NextFunction) => {
-    if (req.is('application/json')) return json(req, res, next);
-    next(unsupportedContentType(req.get('content-type')));
-  }, async (req: Request, res: Response) => {
-    const body = requireJsonObject(req.body);
-    const label = body.label !== undefined ? body.label : body.labelIndex;
-    const result = await dataplane.feedback({ predictionId: body.predictionId, label, transport: 'http' });
-    res.locals.model = result.model;
-    res.locals.arm = result.arm;
-    res.json(result);
-  });
+  app.post(
+    '/v1/feedback',
+    (req: Request, res: Response, next: NextFunction) => {
+      if (req.is('application/json')) return json(req, res, next);
+      next(unsupportedContentType(req.get('content-type')));
+    },
+    async (req: Request, res: Response) => {
+      const body = requireJsonObject(req.body);
+      const label = body.label !== undefined ? body.label : body.labelIndex;
+      const result = await dataplane.feedback({ predictionId: body.predictionId, label, transport: 'http' });
+      res.locals.model = result.model;
+      res.locals.arm = result.arm;
+      res.json(result);
+    },
+  );
 
   app.get('/v1/ab', (_req: Request, res: Response) => {
     res.json(dataplane.monitoringReport());
@@ -227,7 +249,10 @@ export function createHttpApp(dataplane: DataPlane, admin: AdminActions, opts: H
 
   app.use(
     errorMiddleware(opts, (err, req) =>
-      log.error({ reqId: req.res?.locals.requestId, err: err.cause instanceof Error ? err.cause.stack : String(err.cause) }, 'internal error'),
+      log.error(
+        { reqId: req.res?.locals.requestId, err: err.cause instanceof Error ? err.cause.stack : String(err.cause) },
+        'internal error',
+      ),
     ),
   );
   return app;

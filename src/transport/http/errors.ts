@@ -6,16 +6,24 @@ import { ServiceError } from '../../core/errors';
 export function fromHttpLayer(err: unknown, limits: { maxImageBytes: number; maxBatchImages: number; maxJsonBytes: number }): ServiceError {
   if (err instanceof ServiceError) return err;
   if (err instanceof multer.MulterError) {
-    switch (err.code as string) { // multer 2.5 has codes its types do not list yet (LIMIT_FIELD_NESTING, LIMIT_FIELD_ARRAY_INDEX)
+    switch (
+      err.code as string // multer 2.5 has codes its types do not list yet (LIMIT_FIELD_NESTING, LIMIT_FIELD_ARRAY_INDEX)
+    ) {
       case 'LIMIT_FILE_SIZE':
         return new ServiceError('PAYLOAD_TOO_LARGE', `an image is larger than the limit of ${limits.maxImageBytes} bytes`);
       case 'LIMIT_FILE_COUNT':
         return new ServiceError('INVALID_ARGUMENT', `too many images: at most ${limits.maxBatchImages} per request`);
       case 'LIMIT_UNEXPECTED_FILE':
-        return new ServiceError('INVALID_ARGUMENT', `unexpected file field "${err.field}"; send images in the "image" (or, for batches, "images") field`);
+        return new ServiceError(
+          'INVALID_ARGUMENT',
+          `unexpected file field "${err.field}"; send images in the "image" (or, for batches, "images") field`,
+        );
       case 'LIMIT_FIELD_NESTING':
       case 'LIMIT_FIELD_ARRAY_INDEX':
-        return new ServiceError('INVALID_ARGUMENT', `form field names are plain words (model, version, topK, routingKey); "${String(err.field).slice(0, 64)}" is not`);
+        return new ServiceError(
+          'INVALID_ARGUMENT',
+          `form field names are plain words (model, version, topK, routingKey); "${String(err.field).slice(0, 64)}" is not`,
+        );
       case 'LIMIT_FIELD_COUNT':
       case 'LIMIT_FIELD_KEY':
       case 'LIMIT_FIELD_VALUE':
@@ -27,9 +35,11 @@ export function fromHttpLayer(err: unknown, limits: { maxImageBytes: number; max
   }
   const e = err as { type?: string; status?: number; message?: string };
   if (e && typeof e === 'object') {
-    if (e.type === 'entity.too.large') return new ServiceError('PAYLOAD_TOO_LARGE', `request body is larger than the limit of ${limits.maxJsonBytes} bytes`);
+    if (e.type === 'entity.too.large')
+      return new ServiceError('PAYLOAD_TOO_LARGE', `request body is larger than the limit of ${limits.maxJsonBytes} bytes`);
     if (e.type === 'entity.parse.failed') return new ServiceError('INVALID_ARGUMENT', 'request body is not valid JSON');
-    if (e.type === 'encoding.unsupported' || e.type === 'charset.unsupported') return new ServiceError('UNSUPPORTED_MEDIA_TYPE', e.message ?? 'unsupported encoding');
+    if (e.type === 'encoding.unsupported' || e.type === 'charset.unsupported')
+      return new ServiceError('UNSUPPORTED_MEDIA_TYPE', e.message ?? 'unsupported encoding');
     if (e.type === 'request.aborted') return new ServiceError('CANCELLED', 'request aborted by the client');
     if (typeof e.message === 'string' && /^(Multipart: Boundary not found|Unexpected end of form|Malformed part header)/.test(e.message)) {
       return new ServiceError('INVALID_ARGUMENT', `malformed multipart body: ${e.message}`);

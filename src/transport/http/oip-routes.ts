@@ -57,7 +57,8 @@ export function jsonInputs(body: Record<string, unknown>): InputTensor[] {
     if (t.datatype === 'BYTES') {
       return { name: t.name, datatype: t.datatype, shape, data: flat.map((v, j) => decodeBase64(v, `${where}.data[${j}]`)) };
     }
-    if (!flat.every((v) => typeof v === 'number' && Number.isFinite(v))) throw invalid(`${where}.data must hold finite numbers for ${t.datatype}`);
+    if (!flat.every((v) => typeof v === 'number' && Number.isFinite(v)))
+      throw invalid(`${where}.data must hold finite numbers for ${t.datatype}`);
     if (t.datatype === 'UINT8' && !flat.every((v) => Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 255)) {
       throw invalid(`${where}.data must hold integers 0..255 for UINT8`);
     }
@@ -88,16 +89,25 @@ export function oipRouter(dataplane: DataPlane, opts: OipRouteOptions): express.
       .catch((err) => sendOipError(res, err));
   };
 
-  r.get('/v2', wrap((_req, res) => {
-    res.json({ name: opts.serverName, version: opts.serverVersion, extensions: [] });
-  }));
-  r.get('/v2/health/live', wrap((_req, res) => {
-    res.json({ live: true });
-  }));
-  r.get('/v2/health/ready', wrap((_req, res) => {
-    const ready = dataplane.isReady();
-    res.status(ready ? 200 : NOT_READY).json({ ready });
-  }));
+  r.get(
+    '/v2',
+    wrap((_req, res) => {
+      res.json({ name: opts.serverName, version: opts.serverVersion, extensions: [] });
+    }),
+  );
+  r.get(
+    '/v2/health/live',
+    wrap((_req, res) => {
+      res.json({ live: true });
+    }),
+  );
+  r.get(
+    '/v2/health/ready',
+    wrap((_req, res) => {
+      const ready = dataplane.isReady();
+      res.status(ready ? 200 : NOT_READY).json({ ready });
+    }),
+  );
 
   const metadata = (req: Request, res: Response) => {
     const m = dataplane.modelInfo(req.params.name as string, req.params.version as string | undefined);
@@ -120,7 +130,8 @@ export function oipRouter(dataplane: DataPlane, opts: OipRouteOptions): express.
   r.get('/v2/models/:name/versions/:version/ready', wrap(ready));
 
   const bodyJson = (req: Request, res: Response, next: NextFunction) => {
-    if (req.is('application/json') || !req.get('content-type')) return opts.json(req, res, (err?: unknown) => (err ? sendOipError(res, err) : next()));
+    if (req.is('application/json') || !req.get('content-type'))
+      return opts.json(req, res, (err?: unknown) => (err ? sendOipError(res, err) : next()));
     sendOipError(res, opts.unsupported(req.get('content-type')));
   };
   const inferRoute = wrap(async (req, res) => {
@@ -139,7 +150,12 @@ export function oipRouter(dataplane: DataPlane, opts: OipRouteOptions): express.
       model_name: result.modelName,
       model_version: result.modelVersion,
       ...(body.id !== undefined ? { id: body.id } : {}),
-      outputs: result.outputs.map((t) => ({ name: t.name, datatype: t.datatype, shape: t.shape, data: Array.from(t.data as ArrayLike<number | string>) })),
+      outputs: result.outputs.map((t) => ({
+        name: t.name,
+        datatype: t.datatype,
+        shape: t.shape,
+        data: Array.from(t.data as ArrayLike<number | string>),
+      })),
     });
   });
   r.post('/v2/models/:name/infer', bodyJson, inferRoute);

@@ -22,7 +22,8 @@ export const IMAGE_INPUT = 'image';
 export const OUTPUTS = ['probabilities', 'label_index', 'label', 'prediction_id'] as const;
 export type OutputName = (typeof OUTPUTS)[number];
 
-export type Datatype = 'BOOL' | 'UINT8' | 'UINT16' | 'UINT32' | 'UINT64' | 'INT8' | 'INT16' | 'INT32' | 'INT64' | 'FP16' | 'FP32' | 'FP64' | 'BYTES';
+export type Datatype =
+  'BOOL' | 'UINT8' | 'UINT16' | 'UINT32' | 'UINT64' | 'INT8' | 'INT16' | 'INT32' | 'INT64' | 'FP16' | 'FP32' | 'FP64' | 'BYTES';
 
 /** A decoded input tensor: numbers for numeric types, byte strings for BYTES. */
 export interface InputTensor {
@@ -93,9 +94,17 @@ export function imagesFrom(inputs: InputTensor[], info: ModelInfo): ImageInput[]
     const fp32 = t.name === info.inputName;
     const want = fp32 ? 'FP32' : 'UINT8';
     if (t.datatype !== want) throw invalid(`${where} must have datatype ${want}; got ${t.datatype}`);
-    const shapes = fp32 ? [[n, c, h, w]] : [[n, h, w], [n, c, h, w], [n, per]];
+    const shapes = fp32
+      ? [[n, c, h, w]]
+      : [
+          [n, h, w],
+          [n, c, h, w],
+          [n, per],
+        ];
     if (!shapes.some((s) => s.length === t.shape.length && s.every((d, i) => d === t.shape[i]))) {
-      throw invalid(`${where} must have shape ${shapes.map((s) => `[N,${s.slice(1).join(',')}]`).join(' or ')}; got [${t.shape.join(',')}]`);
+      throw invalid(
+        `${where} must have shape ${shapes.map((s) => `[N,${s.slice(1).join(',')}]`).join(' or ')}; got [${t.shape.join(',')}]`,
+      );
     }
     const data = t.data as ArrayLike<number>;
     if (Array.isArray(t.data) && t.data.some((v) => typeof v !== 'number')) throw invalid(`${where} data must be numbers`);
@@ -167,7 +176,12 @@ export async function infer(
   const wanted = requestedOutputs(req.outputs);
   const images = imagesFrom(req.inputs, info);
   if (images.length === 0) throw invalid('the input tensor holds no images (batch dimension 0)');
-  const items = await dataplane.classifyBatch(images, { model: req.model, version: req.version, topK: info.labels.length, transport: req.transport });
+  const items = await dataplane.classifyBatch(images, {
+    model: req.model,
+    version: req.version,
+    topK: info.labels.length,
+    transport: req.transport,
+  });
   const results: Classification[] = [];
   items.forEach((item, i) => {
     if ('error' in item) throw new ServiceError(item.error.code as ErrorCode, `image ${i}: ${item.error.message}`);
