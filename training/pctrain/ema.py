@@ -48,18 +48,30 @@ class Ema:
 @torch.no_grad()
 def recompute_bn(model: nn.Module, x: torch.Tensor, batch: int = 500) -> None:
     """Replace every batch norm's running statistics by the exact mean and
-    variance of its inputs over `x` (training images, no augmentation)."""
+    (unbiased) variance of its inputs over all of `x` (training images, no
+    augmentation), summed over the whole pass rather than averaged per batch."""
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [(m.momentum, m.training) for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average over the whole pass
+    totals: dict[nn.Module, tuple[int, torch.Tensor, torch.Tensor]] = {}
+
+    def accumulate(m: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        v = inputs[0].detach().double().transpose(0, 1).reshape(inputs[0].shape[1], -1)
+        n, s, ss = totals.get(m, (0, torch.zeros(v.shape[0], dtype=torch.float64), torch.zeros(v.shape[0], dtype=torch.float64)))
+        totals[m] = (n + v.shape[1], s + v.sum(1), ss + (v * v).sum(1))
+
+    handles = [m.register_forward_pre_hook(accumulate) for m in norms]
     was_training = model.training
-    model.eval()
+    try:
+        model.eval()  # dropout off
+        for m in norms:
+            m.train()  # each batch norm normalises with its batch's statistics, as in training (overwritten below)
+        for i in range(0, x.shape[0], batch):
+            model(x[i : i + batch])
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
     for m in norms:
-        m.train()
-    for i in range(0, x.shape[0], batch):
-        model(x[i : i + batch])
-    for m, (momentum, _) in zip(norms, saved):
-        m.momentum = momentum
-    model.train(was_training)
+        n, s, ss = totals[m]
+        mean = s / n
+        m.running_mean.copy_(mean.to(m.running_mean.dtype))
+        m.running_var.copy_(((ss - n * mean * mean) / (n - 1)).to(m.running_var.dtype))

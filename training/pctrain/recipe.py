@@ -15,8 +15,8 @@ rung the same epochs, so the comparison is one change at a time):
   cutmix    + CutMix on half the batches
   distill   + distillation from the ensemble of the project's earlier runs
   long      the recipe so far, trained for `--long-epochs` instead
-then the final recipe for seeds 1-3 (`runs/baseline2-seedN`; when `long`
-won, its seed-1 run is seed 1). Every run's choice and validation figure is
+then the final recipe for seeds 1-3 (`runs/baseline2-seedN`; seed 1 is
+the chosen rung's own run, so it is not trained twice). Every run's choice and validation figure is
 written to `results/recipe.json` and `results/recipe.md`. The test set is
 never read here: `pctrain.compare` reads it once per final model.
 """
@@ -83,6 +83,7 @@ def run_ladder(runs: Path, epochs: int, long_epochs: int, seeds: list[int], resu
     teacher_file = runs / "teachers" / "ensemble12.pt"
     rows: list[dict] = []
     best_args: list[str] = []
+    best_run = ""
     best = -1.0
 
     def step(name: str, args: list[str], change: str, ep: int) -> float | None:
@@ -103,7 +104,7 @@ def run_ladder(runs: Path, epochs: int, long_epochs: int, seeds: list[int], resu
                 if val is None:
                     return finish(rows, results)
                 if val > best:
-                    best, best_args = val, args
+                    best, best_args, best_run = val, args, f"recipe-{rung.name}-{alt}"
             for r in rows:
                 r["chosen"] = r.get("args") == best_args
             continue
@@ -113,17 +114,19 @@ def run_ladder(runs: Path, epochs: int, long_epochs: int, seeds: list[int], resu
             return finish(rows, results)
         rows[-1]["kept"] = val > best
         if val > best:
-            best, best_args = val, args
+            best, best_args, best_run = val, args, f"recipe-{rung.name}"
     val = step("long", best_args, f"the recipe so far at {long_epochs} epochs", long_epochs)
     if val is None:
         return finish(rows, results)
     rows[-1]["kept"] = val > best
-    final_epochs = long_epochs if val > best else epochs
+    if val > best:
+        best, best_run = val, "recipe-long"
+    final_epochs = long_epochs if best_run == "recipe-long" else epochs
     for seed in seeds:
         run = runs / f"baseline2-seed{seed}"
-        if seed == 1 and final_epochs == long_epochs:
-            rows.append({"run": run.name, "final": True, "same_as": "recipe-long", "seed": 1,
-                         "val": val, "epochs": final_epochs})
+        if seed == 1:  # the chosen rung's own run is seed 1 of the final recipe: no identical rerun
+            rows.append({"run": run.name, "final": True, "same_as": best_run, "seed": 1,
+                         "val": best, "epochs": final_epochs})
             continue
         if plan and not (run / "final.pt").exists():
             rows.append({"run": run.name, "final": True, "seed": seed, "val": None, "epochs": final_epochs})

@@ -256,6 +256,8 @@ def train(cfg: TrainConfig, out: Path, log=print) -> dict:
         log(f"resumed {out} at epoch {trainer.epoch}")
     result = trainer.run()
     bn = trainer.finish_bn()
+    if bn is not None and bn["kept"]:
+        result["best_val"] = torch.load(out / "best.pt")["best_val"]
     meta = json.loads((out / "config.json").read_text())
     meta["wall_seconds"] = result["train_seconds"]
     if bn is not None:
