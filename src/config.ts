@@ -17,14 +17,15 @@ export interface Config {
   readonly defaultModel: string;
   readonly maxImageBytes: number;
   readonly maxImagePixels: number;
-  readonly maxBatchImages: number;
+  /** Images in one classify or batch request (CLASSIFY_MAX_IMAGES). */
+  readonly classifyMaxImages: number;
   readonly maxJsonBytes: number;
   readonly drainTimeoutMs: number;
   /** Micro-batching per model: images per runtime call, queue wait, queue bound, calls at once. */
-  readonly batchMaxImages: number;
-  readonly batchMaxDelayMs: number;
-  readonly queueMaxImages: number;
-  readonly batchConcurrency: number;
+  readonly batcherMaxSize: number;
+  readonly batcherMaxDelayMs: number;
+  readonly batcherMaxQueue: number;
+  readonly batcherConcurrency: number;
   readonly adminToken?: string;
   /**
    * HMAC secret for prediction-id receipts. Replicas that share it accept
@@ -47,11 +48,40 @@ export class ConfigError extends Error {}
 
 type Env = Record<string, string | undefined>;
 
+/**
+ * Variables renamed into one scheme (CLASSIFY_* for a request, BATCHER_* for
+ * the micro-batcher). The old name still works for one release, with a
+ * warning; when both are set the new one wins.
+ */
+export const RENAMED: Readonly<Record<string, string>> = {
+  CLASSIFY_MAX_IMAGES: 'MAX_BATCH_IMAGES',
+  BATCHER_MAX_SIZE: 'BATCH_MAX_IMAGES',
+  BATCHER_MAX_DELAY_MS: 'BATCH_MAX_DELAY_MS',
+  BATCHER_MAX_QUEUE: 'QUEUE_MAX_IMAGES',
+  BATCHER_CONCURRENCY: 'BATCH_CONCURRENCY',
+};
+
+/** A variable's value and the name it was set under: the new name, else its old one. */
+function lookup(env: Env, key: string): { name: string; raw: string | undefined } {
+  const old = RENAMED[key];
+  if ((env[key] === undefined || env[key] === '') && old !== undefined && env[old] !== undefined && env[old] !== '') {
+    return { name: old, raw: env[old] };
+  }
+  return { name: key, raw: env[key] };
+}
+
+/** A warning for each old name in use. */
+export function deprecations(env: Env): string[] {
+  return Object.entries(RENAMED)
+    .filter(([, old]) => env[old] !== undefined && env[old] !== '')
+    .map(([name, old]) => `${old} is deprecated and will be removed in the next release; set ${name} instead`);
+}
+
 function int(env: Env, key: string, def: number, min: number, max: number): number {
-  const raw = env[key];
+  const { name, raw } = lookup(env, key);
   if (raw === undefined || raw === '') return def;
   const v = Number(raw);
-  if (!Number.isInteger(v) || v < min || v > max) throw new ConfigError(`${key}=${raw} must be an integer in [${min}, ${max}]`);
+  if (!Number.isInteger(v) || v < min || v > max) throw new ConfigError(`${name}=${raw} must be an integer in [${min}, ${max}]`);
   return v;
 }
 
@@ -62,7 +92,9 @@ function oneOf<T extends string>(env: Env, key: string, def: T, allowed: readonl
   return raw as T;
 }
 
-export function loadConfig(env: Env = process.env): Config {
+/** The validated, frozen config; `warn` hears of each deprecated variable in use. */
+export function loadConfig(env: Env = process.env, warn: (message: string) => void = () => {}): Config {
+  deprecations(env).forEach(warn);
   const adminToken = env.ADMIN_TOKEN || undefined;
   if (adminToken !== undefined && adminToken.length < 16) throw new ConfigError('ADMIN_TOKEN must be at least 16 characters');
   const receiptSecret = env.RECEIPT_SECRET || undefined;
@@ -79,13 +111,13 @@ export function loadConfig(env: Env = process.env): Config {
     defaultModel: env.DEFAULT_MODEL || 'baseline',
     maxImageBytes: int(env, 'MAX_IMAGE_BYTES', 10 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
     maxImagePixels: int(env, 'MAX_IMAGE_PIXELS', 40_000_000, 784, 1_000_000_000),
-    maxBatchImages: int(env, 'MAX_BATCH_IMAGES', 256, 1, 100_000),
+    classifyMaxImages: int(env, 'CLASSIFY_MAX_IMAGES', 256, 1, 100_000),
     maxJsonBytes: int(env, 'MAX_JSON_BYTES', 32 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
     drainTimeoutMs: int(env, 'DRAIN_TIMEOUT_MS', 10_000, 0, 600_000),
-    batchMaxImages: int(env, 'BATCH_MAX_IMAGES', 64, 1, 4096),
-    batchMaxDelayMs: int(env, 'BATCH_MAX_DELAY_MS', 0, 0, 1000),
-    queueMaxImages: int(env, 'QUEUE_MAX_IMAGES', 1024, 1, 1_000_000),
-    batchConcurrency: int(env, 'BATCH_CONCURRENCY', 1, 1, 64),
+    batcherMaxSize: int(env, 'BATCHER_MAX_SIZE', 64, 1, 4096),
+    batcherMaxDelayMs: int(env, 'BATCHER_MAX_DELAY_MS', 0, 0, 1000),
+    batcherMaxQueue: int(env, 'BATCHER_MAX_QUEUE', 1024, 1, 1_000_000),
+    batcherConcurrency: int(env, 'BATCHER_CONCURRENCY', 1, 1, 64),
     adminToken,
     receiptSecret,
     feedbackMaxAgeHours: int(env, 'FEEDBACK_MAX_AGE_HOURS', 168, 1, 24 * 366),

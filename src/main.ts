@@ -8,8 +8,9 @@ import { createService } from './service';
 
 async function main(): Promise<void> {
   let config;
+  const deprecations: string[] = [];
   try {
-    config = loadConfig();
+    config = loadConfig(process.env, (message) => deprecations.push(message));
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`configuration error: ${err.message}\n`);
@@ -18,6 +19,7 @@ async function main(): Promise<void> {
     throw err;
   }
   const log = createLogger(config.logLevel);
+  for (const message of deprecations) log.warn({}, message);
   const started = Date.now();
   const service = await createService(config, log);
   const { httpPort, grpcPort, metricsPort } = await service.start();

@@ -12,19 +12,26 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Config } from './config';
 import type { DrainStats } from './core/admission';
+import { Admission } from './core/admission';
+import { Classifier } from './core/classifier';
 import { DataPlane } from './core/dataplane';
 import type { AppLogger } from './core/logger';
+import { ShadowTraffic } from './core/shadow';
+import { FeedbackService } from './feedback/feedback';
+import { ReceiptSigner, SeenIds } from './feedback/receipts';
+import { ModelBatchers } from './models/batchers';
 import { ModelRepository, type ReloadReport } from './models/repository';
 import { OnnxRuntimeFactory } from './models/onnx-runtime';
 import type { RuntimeFactory } from './models/runtime';
 import { TfjsEnvironment, TfjsRuntimeFactory } from './models/tfjs-runtime';
 import { ServiceMetrics } from './monitoring/metrics';
 import { Monitor } from './monitoring/monitor';
-import { ReceiptSigner, SeenIds } from './monitoring/receipts';
 import { Preprocessor } from './preprocess/preprocessor';
 import { RoutingSource } from './routing/routing-source';
+import { RequestPipeline } from './pipeline/pipeline';
 import { createGrpcTransport, type GrpcTransport } from './transport/grpc/server';
 import { createHttpApp } from './transport/http/app';
+import { OipService } from './transport/oip/service';
 
 export interface Service {
   readonly config: Config;
@@ -79,10 +86,15 @@ export async function createService(config: Config, log: AppLogger): Promise<Ser
     log,
     pollMs: config.routingPollMs,
   });
-  // The gauges read the DataPlane's report at scrape time; it exists by then.
-  let dataplaneRef: DataPlane | undefined;
+  const monitor = new Monitor();
+  const experiment = () => {
+    const c = routing.status().config;
+    return (
+      c && { experiment: c.experiment, control: c.control, arms: c.arms.map((a) => ({ name: a.name, model: a.model, weight: a.weight })) }
+    );
+  };
   const metrics = new ServiceMetrics({
-    report: () => dataplaneRef!.monitoringReport(),
+    report: () => monitor.report(experiment()),
     models: () => repository.status().models,
     loadFailures: () => repository.status().failures,
     weights: () => (routing.status().config?.arms ?? []).map((a) => ({ arm: a.name, model: a.model, weight: a.weight })),
@@ -97,30 +109,36 @@ export async function createService(config: Config, log: AppLogger): Promise<Ser
         };
       }),
   });
-  const dataplane = new DataPlane({
+  const admission = new Admission();
+  const classifier = new Classifier({
     repository,
     preprocessor: new Preprocessor({ maxImageBytes: config.maxImageBytes, maxImagePixels: config.maxImagePixels }),
     selector: routing,
-    limits: { maxBatchImages: config.maxBatchImages },
-    batching: {
-      maxBatchImages: config.batchMaxImages,
-      maxQueueDelayMs: config.batchMaxDelayMs,
-      maxQueueImages: config.queueMaxImages,
-      maxConcurrentCalls: config.batchConcurrency,
-    },
+    batchers: new ModelBatchers(
+      {
+        maxBatchImages: config.batcherMaxSize,
+        maxQueueDelayMs: config.batcherMaxDelayMs,
+        maxQueueImages: config.batcherMaxQueue,
+        maxConcurrentCalls: config.batcherConcurrency,
+      },
+      metrics,
+    ),
+    shadow: new ShadowTraffic({ repository, metrics, monitor, config: () => routing.status().config?.shadow }),
     receipts,
-    seenFeedback: new SeenIds(config.feedbackDedupCapacity),
-    monitor: new Monitor(),
+    monitor,
     metrics,
-    shadow: () => routing.status().config?.shadow,
-    experiment: () => {
-      const c = routing.status().config;
-      return (
-        c && { experiment: c.experiment, control: c.control, arms: c.arms.map((a) => ({ name: a.name, model: a.model, weight: a.weight })) }
-      );
-    },
+    maxImages: config.classifyMaxImages,
   });
-  dataplaneRef = dataplane;
+  const dataplane = new DataPlane({
+    repository,
+    admission,
+    classifier,
+    feedback: new FeedbackService({ repository, receipts, seen: new SeenIds(config.feedbackDedupCapacity), monitor, metrics }),
+    monitor,
+    experiment,
+  });
+  const pipeline = new RequestPipeline({ admission, metrics, log });
+  const oip = new OipService(dataplane, { name: SERVER_NAME, version: serverVersion() });
   const metricsServer = http.createServer((req, res) => {
     if (req.method === 'GET' && (req.url === '/metrics' || req.url?.startsWith('/metrics?'))) {
       metrics.registry.metrics().then(
@@ -137,12 +155,10 @@ export async function createService(config: Config, log: AppLogger): Promise<Ser
     }
     res.writeHead(404, { 'Content-Type': 'text/plain' }).end('metrics are at /metrics\n');
   });
-  const version = serverVersion();
-  const grpc = createGrpcTransport(
-    dataplane,
-    { maxMessageBytes: config.grpcMaxMessageBytes, streamWindow: config.grpcStreamWindow, serverName: SERVER_NAME, serverVersion: version },
-    log,
-  );
+  const grpc = createGrpcTransport(dataplane, oip, pipeline, {
+    maxMessageBytes: config.grpcMaxMessageBytes,
+    streamWindow: config.grpcStreamWindow,
+  });
   const reload = async () => {
     const report = await repository.reload();
     for (const f of report.failed) metrics.modelLoadFailures.inc({ model: f.name, version: f.version });
@@ -152,16 +168,15 @@ export async function createService(config: Config, log: AppLogger): Promise<Ser
   };
   const app = createHttpApp(
     dataplane,
+    oip,
+    pipeline,
     { reload, routing },
     {
       maxImageBytes: config.maxImageBytes,
-      maxBatchImages: config.maxBatchImages,
+      maxImages: config.classifyMaxImages,
       maxJsonBytes: config.maxJsonBytes,
       adminToken: config.adminToken,
-      serverName: SERVER_NAME,
-      serverVersion: version,
     },
-    log,
   );
   const httpServer = http.createServer(app);
   let lastHttpActivity = 0;
@@ -213,11 +228,11 @@ export async function createService(config: Config, log: AppLogger): Promise<Ser
       //    ones while the load balancer catches up); admitted ones go on.
       const deadline = Date.now() + config.drainTimeoutMs;
       const remaining = () => Math.max(0, deadline - Date.now());
-      dataplane.startDraining();
+      admission.startDraining();
       routing.stop();
       grpc.syncHealth();
       // 2. Wait for every admitted request to be answered (bounded).
-      const idle = await dataplane.whenIdle(remaining());
+      const idle = await admission.whenIdle(remaining());
       // 2b. Then until no connection or request has come in for a moment:
       //     bytes already on their way get read and refused with a 503,
       //     rather than cut off by a reset when the connections close.
@@ -244,7 +259,7 @@ export async function createService(config: Config, log: AppLogger): Promise<Ser
       await new Promise<void>((resolve) => metricsServer.close(() => resolve()));
       metricsServer.closeAllConnections();
       await repository.close();
-      return { drained: idle && httpClosed && grpcOk, ...dataplane.drainStats() };
+      return { drained: idle && httpClosed && grpcOk, ...admission.drainStats(), stillInFlight: admission.active };
     },
   };
 }

@@ -1,6 +1,7 @@
 /** The request and answer shapes the DataPlane speaks; transports convert to and from them. */
 
-export type Transport = 'http' | 'grpc' | 'oip-http' | 'oip-grpc' | 'inprocess';
+/** The transport a request came by: a label of the request metrics and log lines. */
+export type Transport = 'http' | 'grpc' | 'oip-http' | 'oip-grpc';
 
 /**
  * One image as a client sent it: encoded bytes (PNG, JPEG, ...), 784 raw
@@ -17,7 +18,6 @@ export interface ClassifyOptions {
   version?: string;
   /** Sticky A/B key (X-Routing-Key). */
   routingKey?: string;
-  transport: Transport;
   /** How many classes to return in `top` (default 3, at most the label count). */
   topK?: number;
 }
@@ -50,7 +50,6 @@ export interface FeedbackRequest {
   predictionId: unknown;
   /** The true class: name or index. */
   label: unknown;
-  transport: Transport;
 }
 
 export interface FeedbackResult {

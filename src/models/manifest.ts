@@ -1,5 +1,5 @@
 /**
- * manifest.json of a model artifact (DESIGN section 4), validated field by
+ * manifest.json of a model artifact (docs/model-artifacts.md), validated field by
  * field so a bad artifact is refused with a message naming the field.
  * Labels, normalization, shapes and temperature come from here only.
  */
@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { MODEL_NAME, MODEL_NAME_RULE, VERSION, VERSION_RULE } from '../core/rules';
 
 export type ModelFormat = 'onnx' | 'tfjs';
 
@@ -107,9 +108,9 @@ function relPath(v: Json, where: string): string {
 export function validateManifest(json: Json): Manifest {
   if (at(json, 'schemaVersion', 'manifest') !== 1) throw new ManifestError('manifest.schemaVersion must be 1');
   const name = str(at(json, 'name', 'manifest'), 'name');
-  if (!/^[a-z0-9][a-z0-9_-]{0,62}$/i.test(name)) throw new ManifestError('name must be [A-Za-z0-9_-], at most 63 characters');
+  if (!MODEL_NAME.test(name)) throw new ManifestError(`name must be ${MODEL_NAME_RULE}`);
   const version = str(at(json, 'version', 'manifest'), 'version');
-  if (!/^[1-9][0-9]{0,8}$/.test(version)) throw new ManifestError('version must be a positive integer string');
+  if (!VERSION.test(version)) throw new ManifestError(`version must be ${VERSION_RULE} (as a string)`);
 
   const labelsRaw = at(json, 'labels', 'manifest');
   if (!Array.isArray(labelsRaw) || labelsRaw.length < 2) throw new ManifestError('labels must be an array of at least two names');

@@ -12,12 +12,10 @@ import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ServiceError } from '../core/errors';
+import { MODEL_NAME, VERSION } from '../core/rules';
 import { loadManifest } from './manifest';
 import { LoadedModel } from './model';
 import type { RuntimeFactory } from './runtime';
-
-const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
-const VERSION_RE = /^[1-9][0-9]{0,8}$/;
 
 export interface Logger {
   info(obj: object, msg?: string): void;
@@ -108,11 +106,11 @@ export class ModelRepository {
     try {
       names = (await readdir(this.opts.dir, { withFileTypes: true })).filter((d) => d.isDirectory()).map((d) => d.name);
     } catch (err) {
-      throw new Error(`cannot read model directory ${this.opts.dir}: ${(err as Error).message}`);
+      throw new Error(`cannot read model directory ${this.opts.dir}: ${(err as Error).message}`, { cause: err });
     }
-    for (const name of names.filter((n) => NAME_RE.test(n)).sort()) {
+    for (const name of names.filter((n) => MODEL_NAME.test(n)).sort()) {
       const versions = (await readdir(path.join(this.opts.dir, name), { withFileTypes: true }))
-        .filter((d) => d.isDirectory() && VERSION_RE.test(d.name))
+        .filter((d) => d.isDirectory() && VERSION.test(d.name))
         .map((d) => d.name);
       for (const version of versions) found.push({ name, version, dir: path.join(this.opts.dir, name, version) });
     }

@@ -22,7 +22,9 @@ export class TfjsEnvironment {
   static async create(preferNode = true): Promise<TfjsEnvironment> {
     if (preferNode) {
       try {
-        // Optional dependency: absent on machines that cannot download libtensorflow.
+        // Optional dependency: absent on machines that cannot download libtensorflow,
+        // so it is required lazily, never imported.
+        // eslint-disable-next-line @typescript-eslint/no-require-imports
         const tfNode = require('@tensorflow/tfjs-node') as Tf;
         await tfNode.ready();
         return new TfjsEnvironment(tfNode, `tfjs-node (${tfNode.getBackend()})`);
@@ -30,7 +32,10 @@ export class TfjsEnvironment {
         /* not installed or not loadable: use wasm */
       }
     }
+    // Loaded only when the TF.js runtime is chosen: the ONNX default never pays for it.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
     const tf = require('@tensorflow/tfjs') as Tf;
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
     require('@tensorflow/tfjs-backend-wasm');
     await tf.setBackend('wasm');
     await tf.ready();

@@ -46,8 +46,8 @@ const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
 
 export class ServiceMetrics {
   readonly registry = new Registry();
-  readonly requests: Counter<'transport' | 'model' | 'arm' | 'code'>;
-  readonly requestDuration: Histogram<'transport' | 'arm' | 'code'>;
+  readonly requests: Counter<'transport' | 'endpoint' | 'model' | 'arm' | 'code'>;
+  readonly requestDuration: Histogram<'transport' | 'endpoint' | 'arm' | 'code'>;
   readonly inferenceDuration: Histogram<'model' | 'version'>;
   readonly batchSize: Histogram<'model' | 'version'>;
   readonly confidence: Histogram<'model' | 'arm'>;
@@ -69,14 +69,14 @@ export class ServiceMetrics {
     }
     this.requests = new Counter({
       name: 'classifier_requests_total',
-      help: 'Requests answered, by transport, model, arm and result code (OK or the error code).',
-      labelNames: ['transport', 'model', 'arm', 'code'],
+      help: 'Requests answered, by transport, endpoint, model, arm and result code (OK or the error code).',
+      labelNames: ['transport', 'endpoint', 'model', 'arm', 'code'],
       registers,
     });
     this.requestDuration = new Histogram({
       name: 'classifier_request_duration_seconds',
-      help: 'Time from request to answer, by transport, A/B arm and code.',
-      labelNames: ['transport', 'arm', 'code'],
+      help: 'Time from request to answer, by transport, endpoint, A/B arm and code.',
+      labelNames: ['transport', 'endpoint', 'arm', 'code'],
       buckets: DURATION_BUCKETS,
       registers,
     });

@@ -171,4 +171,20 @@ export class Monitor {
     }));
     return abReport(config.experiment, config.control, arms, this.opts.ab);
   }
+
+  /**
+   * The evidence for the rollout decision and the on-call view: the A/B
+   * report of the experiment in force, observed and estimated accuracy,
+   * drift and shadow agreement, per window, from this replica's traffic.
+   */
+  report(experiment: ExperimentArms | undefined) {
+    const windows = Object.keys(WINDOWS) as WindowName[];
+    const perWindow = <T>(f: (w: WindowName) => T) => Object.fromEntries(windows.map((w) => [w, f(w)])) as Record<WindowName, T>;
+    return {
+      experiment: this.ab(experiment),
+      accuracy: perWindow((w) => this.accuracy(w)),
+      drift: perWindow((w) => this.driftReports(w)),
+      shadow: perWindow((w) => this.shadowAgreement(w)),
+    };
+  }
 }

@@ -11,6 +11,7 @@
  * without a key are assigned at random per request.
  */
 import type { ModelSelector, Selection } from './selector';
+import { MODEL_NAME, VERSION } from '../core/rules';
 
 export interface ArmConfig {
   name: string;
@@ -34,7 +35,6 @@ export interface RoutingConfig {
 
 export class RoutingConfigError extends Error {}
 
-const ARM_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
 const RESERVED_ARMS = new Set(['explicit', 'default']);
 
 /** FNV-1a, 32 bit, over the UTF-16 code units (as GrowthBook's SDKs hash). */
@@ -71,14 +71,14 @@ export function parseRoutingConfig(raw: unknown, knownModels?: readonly string[]
   const arms = (o.arms as unknown[]).map((a, i): ArmConfig => {
     if (typeof a !== 'object' || a === null) return fail(`arms[${i}] must be an object {name, model, weight}`);
     const arm = a as Record<string, unknown>;
-    if (typeof arm.name !== 'string' || !ARM_NAME.test(arm.name)) fail(`arms[${i}].name must match ${ARM_NAME}`);
+    if (typeof arm.name !== 'string' || !MODEL_NAME.test(arm.name)) fail(`arms[${i}].name must match ${MODEL_NAME}`);
     if (RESERVED_ARMS.has(arm.name as string)) fail(`arms[${i}].name "${arm.name}" is reserved`);
     if (names.has(arm.name as string)) fail(`arm name "${arm.name}" is used twice`);
     names.add(arm.name as string);
-    if (typeof arm.model !== 'string' || !ARM_NAME.test(arm.model)) fail(`arms[${i}].model must be a model name`);
+    if (typeof arm.model !== 'string' || !MODEL_NAME.test(arm.model)) fail(`arms[${i}].model must be a model name`);
     if (knownModels && !knownModels.includes(arm.model as string))
       fail(`arms[${i}].model "${arm.model}" is not loaded; loaded: ${knownModels.join(', ')}`);
-    if (arm.version !== undefined && (typeof arm.version !== 'string' || !/^[1-9][0-9]{0,8}$/.test(arm.version)))
+    if (arm.version !== undefined && (typeof arm.version !== 'string' || !VERSION.test(arm.version)))
       fail(`arms[${i}].version must be a positive integer string`);
     if (typeof arm.weight !== 'number' || !(arm.weight >= 0) || !Number.isFinite(arm.weight))
       fail(`arms[${i}].weight must be a number >= 0`);
@@ -97,10 +97,10 @@ export function parseRoutingConfig(raw: unknown, knownModels?: readonly string[]
   if (o.shadow !== undefined) {
     const sh = o.shadow as Record<string, unknown>;
     if (typeof sh !== 'object' || sh === null) fail('shadow must be an object {model, fraction}');
-    if (typeof sh.model !== 'string' || !ARM_NAME.test(sh.model)) fail('shadow.model must be a model name');
+    if (typeof sh.model !== 'string' || !MODEL_NAME.test(sh.model)) fail('shadow.model must be a model name');
     if (knownModels && !knownModels.includes(sh.model as string))
       fail(`shadow.model "${sh.model}" is not loaded; loaded: ${knownModels.join(', ')}`);
-    if (sh.version !== undefined && (typeof sh.version !== 'string' || !/^[1-9][0-9]{0,8}$/.test(sh.version)))
+    if (sh.version !== undefined && (typeof sh.version !== 'string' || !VERSION.test(sh.version)))
       fail('shadow.version must be a positive integer string');
     if (typeof sh.fraction !== 'number' || !(sh.fraction >= 0 && sh.fraction <= 1)) fail('shadow.fraction must be a number in [0, 1]');
     shadow = Object.freeze({ model: sh.model as string, version: sh.version as string | undefined, fraction: sh.fraction as number });
@@ -113,11 +113,6 @@ export function parseRoutingConfig(raw: unknown, knownModels?: readonly string[]
     control: control as string,
     arms: arms.map((a) => Object.freeze({ ...a, weight: a.weight / total })),
   });
-}
-
-/** A selection, plus whether the request counts in the experiment's analysis. */
-export interface RoutedSelection extends Selection {
-  inExperiment: boolean;
 }
 
 interface Range {
@@ -153,12 +148,12 @@ export class AbRouter implements ModelSelector {
     return this.ranges.find((r) => bucket >= r.start && bucket < r.end)?.arm;
   }
 
-  select(req: { model?: string; version?: string; routingKey?: string }): RoutedSelection {
-    if (req.model !== undefined) return { model: req.model, version: req.version, arm: 'explicit', inExperiment: false };
+  select(req: { model?: string; version?: string; routingKey?: string }): Selection {
+    if (req.model !== undefined) return { model: req.model, version: req.version, arm: 'explicit' };
     const bucket = req.routingKey !== undefined ? bucketOf(this.config.seed, req.routingKey) : Math.floor(this.random() * 10000) / 10000;
     const arm = this.armAt(bucket);
     const chosen = arm ?? this.controlArm;
-    if (arm === undefined) return { model: chosen.model, version: chosen.version, arm: chosen.name, inExperiment: false };
-    return { model: chosen.model, version: chosen.version, arm: chosen.name, inExperiment: true, experiment: this.config.experiment };
+    if (arm === undefined) return { model: chosen.model, version: chosen.version, arm: chosen.name };
+    return { model: chosen.model, version: chosen.version, arm: chosen.name, experiment: this.config.experiment };
   }
 }

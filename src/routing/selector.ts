@@ -7,9 +7,7 @@ export interface Selection {
   model: string;
   version?: string;
   arm: string;
-  /** In an experiment's analysis: false for explicit choices and keys outside coverage. */
-  inExperiment?: boolean;
-  /** The experiment's name when `inExperiment`. */
+  /** The experiment whose analysis this request counts in; unset for explicit choices and keys outside coverage. */
   experiment?: string;
 }
 

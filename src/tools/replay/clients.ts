@@ -48,10 +48,10 @@ function sameLabels(models: { name: string; labels: string[] }[]): string[] {
 }
 
 export function httpClient(base: string): ServiceClient {
-  const asJson = async (res: Response) => {
+  const asJson = async <T>(res: Response): Promise<T> => {
     const body = (await res.json().catch(() => null)) as { error?: { code?: string; message?: string } } | null;
     if (!res.ok) throw new CallError(body?.error?.code ?? `HTTP_${res.status}`, body?.error?.message ?? res.statusText);
-    return body as any;
+    return body as T;
   };
   const post = (route: string, init: RequestInit) =>
     fetch(`${base}${route}`, { method: 'POST', ...init }).catch((err: Error) => {
@@ -62,12 +62,12 @@ export function httpClient(base: string): ServiceClient {
       const res = await fetch(`${base}/v1/models`).catch((err: Error) => {
         throw new CallError('UNAVAILABLE', `${base}/v1/models: ${(err.cause as Error | undefined)?.message ?? err.message}`);
       });
-      return sameLabels((await asJson(res)).models);
+      return sameLabels((await asJson<{ models: { name: string; labels: string[] }[] }>(res)).models);
     },
     async classify(image, contentType, routingKey) {
       const form = new FormData();
       form.append('image', new Blob([image], { type: contentType }), contentType === 'image/jpeg' ? 'photo.jpg' : 'image.png');
-      const body = await asJson(await post('/v1/classify', { body: form, headers: { 'X-Routing-Key': routingKey } }));
+      const body = await asJson<Answer>(await post('/v1/classify', { body: form, headers: { 'X-Routing-Key': routingKey } }));
       return {
         predictionId: body.predictionId,
         model: body.model,
@@ -77,7 +77,7 @@ export function httpClient(base: string): ServiceClient {
       };
     },
     async feedback(predictionId, labelIndex) {
-      const body = await asJson(
+      const body = await asJson<{ accepted?: boolean; correct?: boolean }>(
         await post('/v1/feedback', {
           body: JSON.stringify({ predictionId, label: labelIndex }),
           headers: { 'Content-Type': 'application/json' },
@@ -92,7 +92,8 @@ export function httpClient(base: string): ServiceClient {
 export function grpcClient(target: string): ServiceClient {
   const def = protoLoader.loadSync([PRODUCT_PROTO], LOADER_OPTIONS);
   const pkg = grpc.loadPackageDefinition(def) as unknown as { classifier: { v1: { ProductClassifier: grpc.ServiceClientConstructor } } };
-  const client = new pkg.classifier.v1.ProductClassifier(target, grpc.credentials.createInsecure()) as grpc.Client & Record<string, any>;
+  const client = new pkg.classifier.v1.ProductClassifier(target, grpc.credentials.createInsecure()) as grpc.Client &
+    Record<string, (...args: unknown[]) => void>;
   const unary = <T>(method: string, request: unknown): Promise<T> =>
     new Promise((resolve, reject) => {
       client[method](request, { deadline: Date.now() + 30_000 }, (err: grpc.ServiceError | null, res: T) => {
@@ -107,11 +108,17 @@ export function grpcClient(target: string): ServiceClient {
       return sameLabels(res.models);
     },
     async classify(image, _contentType, routingKey) {
-      const r = await unary<any>('Classify', { image: { encoded: image }, routing_key: routingKey });
+      const r = await unary<{ prediction_id: string; model: string; arm: string; label_index: number; confidence: number }>('Classify', {
+        image: { encoded: image },
+        routing_key: routingKey,
+      });
       return { predictionId: r.prediction_id, model: r.model, arm: r.arm, labelIndex: r.label_index, confidence: r.confidence };
     },
     async feedback(predictionId, labelIndex) {
-      const r = await unary<any>('SendFeedback', { prediction_id: predictionId, label_index: labelIndex });
+      const r = await unary<{ accepted: boolean; correct: boolean }>('SendFeedback', {
+        prediction_id: predictionId,
+        label_index: labelIndex,
+      });
       return { accepted: r.accepted, correct: r.correct };
     },
     close() {

@@ -1,7 +1,14 @@
-/** ServiceError -> gRPC status, from the single code table in core/errors. */
-import { performance } from 'node:perf_hooks';
+/**
+ * The gRPC side of the pipeline: a unary handler runs through the
+ * RequestPipeline (admission, deadline, metrics, log line, error
+ * normalisation) and answers with its result or its mapped status.
+ */
+import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { ServiceError } from '../../core/errors';
+import { requestIdFrom } from '../../core/rules';
+import type { Transport } from '../../core/types';
+import type { CallInfo, Endpoint, RequestPipeline, Served } from '../../pipeline/pipeline';
 
 /** The status object grpc-js sends; `x-error-code` carries the finer service code. */
 export function toGrpcError(err: unknown): Partial<grpc.StatusObject> & { code: grpc.status; details: string } {
@@ -12,48 +19,48 @@ export function toGrpcError(err: unknown): Partial<grpc.StatusObject> & { code: 
   return { code: e.grpcStatus as grpc.status, details: e.message, metadata };
 }
 
-/** Counts an answered call: its code and, when it succeeded, its result. */
-export type CallRecorder<Res> = (code: string, seconds: number, result?: Res) => void;
-
-/** Run a unary handler body and answer with its result or its mapped error. */
-export function unary<Req, Res>(
-  handler: (request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>,
-  onInternal: (err: ServiceError) => void,
-  record?: CallRecorder<Res>,
-): grpc.handleUnaryCall<Req, Res> {
-  return (call, callback) => {
-    if (call.cancelled) return; // deadline passed or client gone: do no work
-    const t0 = performance.now();
-    handler(call.request, call).then(
-      (res) => {
-        record?.('OK', (performance.now() - t0) / 1000, res);
-        callback(null, res);
-      },
-      (err) => {
-        const e = ServiceError.from(err);
-        if (e.code === 'INTERNAL') onInternal(e);
-        record?.(e.code, (performance.now() - t0) / 1000);
-        callback(toGrpcError(e));
-      },
-    );
+/** The pipeline's view of a gRPC call: transport, endpoint, request id (x-request-id metadata) and deadline. */
+export function callInfo(
+  call: Pick<grpc.ServerUnaryCall<unknown, unknown>, 'metadata' | 'getDeadline'>,
+  transport: Transport,
+  endpoint: Endpoint,
+): CallInfo {
+  const incoming = call.metadata.get('x-request-id')[0];
+  const deadline = call.getDeadline();
+  const ms = deadline instanceof Date ? deadline.getTime() : deadline;
+  return {
+    transport,
+    endpoint,
+    requestId: requestIdFrom(typeof incoming === 'string' ? incoming : undefined, randomUUID),
+    deadline: Number.isFinite(ms) ? ms : undefined,
   };
 }
 
-/**
- * A handler that does work for a client runs only once the service admits
- * the call (refused with UNAVAILABLE while draining) and stays counted until
- * it settles, so a shutdown waits for it.
- */
-export function admitted<Req, Res>(
-  service: { admit(): () => void },
-  handler: (request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>,
-): (request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res> {
-  return async (request, call) => {
-    const release = service.admit();
-    try {
-      return await handler(request, call);
-    } finally {
-      release();
-    }
+export interface UnaryRoute<Req, T, Res> {
+  transport: Transport;
+  endpoint: Endpoint;
+  /** The work, on the decoded request. */
+  work: (request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<T> | T;
+  /** The answer message. */
+  encode: (result: T, request: Req) => Res;
+  /** Which model and arm answered, for the metrics and the log line. */
+  served?: (result: T) => Served | undefined;
+}
+
+export function unary<Req, T, Res>(pipeline: RequestPipeline, route: UnaryRoute<Req, T, Res>): grpc.handleUnaryCall<Req, Res> {
+  return (call, callback) => {
+    pipeline
+      .run(
+        callInfo(call, route.transport, route.endpoint),
+        () => {
+          if (call.cancelled) throw new ServiceError('CANCELLED', 'the client cancelled the call');
+          return route.work(call.request, call);
+        },
+        route.served,
+      )
+      .then(
+        (result) => callback(null, route.encode(result, call.request)),
+        (err) => callback(toGrpcError(err)),
+      );
   };
 }

@@ -6,9 +6,11 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import type { DataPlane } from '../../core/dataplane';
-import { invalid, type ServiceError } from '../../core/errors';
-import { checkShape, elementCount, infer, inputMetadata, type InputTensor, type OutputTensor, outputMetadata } from '../oip/codec';
-import { admitted, unary } from './errors';
+import { invalid } from '../../core/errors';
+import type { RequestPipeline } from '../../pipeline/pipeline';
+import { checkShape, elementCount, type InputTensor, type OutputTensor } from '../oip/codec';
+import type { OipService } from '../oip/service';
+import { unary } from './errors';
 
 interface Contents {
   fp32_contents?: number[];
@@ -31,12 +33,6 @@ interface InferRequestMsg {
   inputs: InferInputMsg[];
   outputs: { name: string }[];
   raw_input_contents: Buffer[];
-}
-
-export interface OipServerInfo {
-  name: string;
-  version: string;
-  onInternal: (err: ServiceError) => void;
 }
 
 function hasContents(c: Contents | null | undefined): boolean {
@@ -143,62 +139,59 @@ function toContents(t: OutputTensor): Contents {
   return { bytes_contents: (t.data as string[]).map((s) => Buffer.from(s)) };
 }
 
-export function oipGrpcHandlers(dataplane: DataPlane, info: OipServerInfo): grpc.UntypedServiceImplementation {
-  const metadata = (name: string, version: string) => {
-    const m = dataplane.modelInfo(name, version || undefined);
-    return {
-      name: m.name,
-      versions: m.versions,
-      platform: m.format === 'onnx' ? 'onnxruntime_onnx' : 'tensorflowjs',
-      inputs: inputMetadata(m),
-      outputs: outputMetadata(m),
-    };
-  };
+type ModelRef = { name: string; version: string };
+
+function requireName(req: ModelRef): ModelRef {
+  if (!req.name) throw invalid('name is required');
+  return req;
+}
+
+export function oipGrpcHandlers(dataplane: DataPlane, oip: OipService, pipeline: RequestPipeline): grpc.UntypedServiceImplementation {
+  const transport = 'oip-grpc' as const;
+  const same = <T>(x: T) => x;
   return {
-    ServerLive: unary(async () => ({ live: true }), info.onInternal),
-    ServerReady: unary(async () => ({ ready: dataplane.isReady() }), info.onInternal),
-    ModelReady: unary<{ name: string; version: string }, unknown>(async (req) => {
-      if (!req.name) throw invalid('name is required');
-      return { ready: dataplane.modelReady(req.name, req.version || undefined) };
-    }, info.onInternal),
-    ServerMetadata: unary(async () => ({ name: info.name, version: info.version, extensions: [] }), info.onInternal),
-    ModelMetadata: unary<{ name: string; version: string }, unknown>(async (req) => {
-      if (!req.name) throw invalid('name is required');
-      return metadata(req.name, req.version);
-    }, info.onInternal),
-    ModelInfer: unary<InferRequestMsg, unknown>(
-      admitted(dataplane, async (req) => {
+    ServerLive: unary(pipeline, { transport, endpoint: 'health', work: () => ({ live: true }), encode: same }),
+    ServerReady: unary(pipeline, { transport, endpoint: 'health', work: () => ({ ready: dataplane.isReady() }), encode: same }),
+    ModelReady: unary(pipeline, {
+      transport,
+      endpoint: 'health',
+      work: (req: ModelRef) => ({ ready: dataplane.modelReady(requireName(req).name, req.version || undefined) }),
+      encode: same,
+    }),
+    ServerMetadata: unary(pipeline, { transport, endpoint: 'metadata', work: () => oip.serverMetadata(), encode: same }),
+    ModelMetadata: unary(pipeline, {
+      transport,
+      endpoint: 'metadata',
+      work: (req: ModelRef) => oip.modelMetadata(requireName(req).name, req.version || undefined),
+      encode: same,
+    }),
+    ModelInfer: unary(pipeline, {
+      transport,
+      endpoint: 'infer',
+      work: async (req: InferRequestMsg) => {
         if (!req.model_name) throw invalid('model_name is required');
         const { inputs, raw } = decodeInputs(req);
-        const result = await infer(dataplane, {
+        const result = await oip.infer({
           model: req.model_name,
           version: req.model_version || undefined,
           inputs,
           outputs: req.outputs.map((o) => o.name),
-          transport: 'oip-grpc',
         });
-        return {
-          model_name: result.modelName,
-          model_version: result.modelVersion,
-          id: req.id,
-          outputs: result.outputs.map((t) => ({
-            name: t.name,
-            datatype: t.datatype,
-            shape: t.shape,
-            ...(raw ? {} : { contents: toContents(t) }),
-          })),
-          raw_output_contents: raw ? result.outputs.map(toRaw) : [],
-        };
+        return { result, raw };
+      },
+      encode: ({ result, raw }, req) => ({
+        model_name: result.modelName,
+        model_version: result.modelVersion,
+        id: req.id,
+        outputs: result.outputs.map((t) => ({
+          name: t.name,
+          datatype: t.datatype,
+          shape: t.shape,
+          ...(raw ? {} : { contents: toContents(t) }),
+        })),
+        raw_output_contents: raw ? result.outputs.map(toRaw) : [],
       }),
-      info.onInternal,
-      (code, seconds, res) =>
-        dataplane.recordRequest(
-          'oip-grpc',
-          seconds,
-          code,
-          (res as { model_name?: string } | undefined)?.model_name ?? '',
-          res ? 'explicit' : '',
-        ),
-    ),
+      served: ({ result }) => ({ model: result.modelName, arm: result.arm }),
+    }),
   };
 }

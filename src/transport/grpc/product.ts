@@ -2,12 +2,12 @@
  * classifier.v1.ProductClassifier: convert protobuf messages to DataPlane
  * calls and back. No request rule lives here.
  */
-import { performance } from 'node:perf_hooks';
 import type * as grpc from '@grpc/grpc-js';
 import type { DataPlane } from '../../core/dataplane';
 import { invalid, ServiceError } from '../../core/errors';
 import type { BatchItem, Classification, ClassifyOptions, ImageInput } from '../../core/types';
-import { admitted, toGrpcError, unary } from './errors';
+import type { RequestPipeline, Served } from '../../pipeline/pipeline';
+import { callInfo, toGrpcError, unary } from './errors';
 import { streamInOrder } from './stream';
 
 interface ImageMsg {
@@ -36,7 +36,6 @@ interface BatchRequestMsg {
 export interface ProductOptions {
   /** Requests a ClassifyStream reads ahead of the responses the client has taken. */
   streamWindow: number;
-  onInternal: (err: ServiceError) => void;
 }
 
 export function imageFrom(msg: ImageMsg | null | undefined, where: string): ImageInput {
@@ -54,7 +53,6 @@ function optionsFrom(m: { model: string; version: string; routing_key: string; t
     version: m.version || undefined,
     routingKey: m.routing_key || undefined,
     topK: m.top_k || undefined,
-    transport: 'grpc',
   };
 }
 
@@ -79,73 +77,76 @@ function itemMsg(item: BatchItem) {
   return 'error' in item ? { error: item.error } : { classification: classificationMsg(item) };
 }
 
-export function productHandlers(dataplane: DataPlane, opts: ProductOptions): grpc.UntypedServiceImplementation {
-  type Answer = { model?: string; arm?: string; results?: { classification?: { model: string; arm: string } }[] };
-  const record = (code: string, seconds: number, result?: unknown) => {
-    const res = result as Answer | undefined;
-    const first = res?.model !== undefined ? res : res?.results?.find((r) => r.classification)?.classification;
-    dataplane.recordRequest('grpc', seconds, code, first?.model ?? '', first?.arm ?? '');
-  };
+/** The model and arm of a classification, or of a batch's first classified image. */
+function servedBy(items: BatchItem[] | Classification): Served | undefined {
+  const c = Array.isArray(items) ? items.find((r): r is Classification => 'model' in r) : items;
+  return c && { model: c.model, arm: c.arm };
+}
+
+export function productHandlers(dataplane: DataPlane, pipeline: RequestPipeline, opts: ProductOptions): grpc.UntypedServiceImplementation {
   return {
-    Classify: unary<ClassifyRequestMsg, unknown>(
-      admitted(dataplane, async (req) => {
-        const result = await dataplane.classify(imageFrom(req.image, 'image'), optionsFrom(req));
-        return classificationMsg(result);
-      }),
-      opts.onInternal,
-      record,
-    ),
+    Classify: unary(pipeline, {
+      transport: 'grpc',
+      endpoint: 'classify',
+      work: (req: ClassifyRequestMsg) => dataplane.classify(imageFrom(req.image, 'image'), optionsFrom(req)),
+      encode: classificationMsg,
+      served: servedBy,
+    }),
 
-    ClassifyBatch: unary<BatchRequestMsg, unknown>(
-      admitted(dataplane, async (req) => {
-        const images = req.images.map((m, i) => imageFrom(m, `images[${i}]`));
-        const results = await dataplane.classifyBatch(images, optionsFrom(req));
-        return { results: results.map(itemMsg) };
-      }),
-      opts.onInternal,
-      record,
-    ),
+    ClassifyBatch: unary(pipeline, {
+      transport: 'grpc',
+      endpoint: 'classify_batch',
+      work: (req: BatchRequestMsg) =>
+        dataplane.classifyBatch(
+          req.images.map((m, i) => imageFrom(m, `images[${i}]`)),
+          optionsFrom(req),
+        ),
+      encode: (results) => ({ results: results.map(itemMsg) }),
+      served: servedBy,
+    }),
 
+    // Each stream message is its own request through the pipeline: admitted
+    // (refused once draining), timed, counted and logged on its own.
     ClassifyStream: (call: grpc.ServerDuplexStream<ClassifyRequestMsg, unknown>) => {
       streamInOrder(
         call,
         opts.streamWindow,
         async (req, index) => {
-          const t0 = performance.now();
-          let release: (() => void) | undefined;
           try {
-            release = dataplane.admit(); // each stream item is its own request: refused once draining
-            const c = await dataplane.classify(imageFrom(req.image, 'image'), optionsFrom(req));
-            dataplane.recordRequest('grpc', (performance.now() - t0) / 1000, 'OK', c.model, c.arm);
+            const c = await pipeline.run(
+              callInfo(call, 'grpc', 'classify_stream'),
+              () => dataplane.classify(imageFrom(req.image, 'image'), optionsFrom(req)),
+              servedBy,
+            );
             return { index, tag: req.tag, classification: classificationMsg(c) };
           } catch (err) {
             const e = ServiceError.from(err);
-            if (e.code === 'INTERNAL') opts.onInternal(e);
-            dataplane.recordRequest('grpc', (performance.now() - t0) / 1000, e.code);
             // Not ready / draining ends the stream; an image's own fault answers in place.
             if (e.code === 'UNAVAILABLE') throw e;
             return { index, tag: req.tag, error: e.toJSON() };
-          } finally {
-            release?.();
           }
         },
-        (err) => toGrpcError(err),
+        toGrpcError,
       );
     },
 
-    SendFeedback: unary<{ prediction_id: string; truth?: 'label' | 'label_index'; label?: string; label_index?: number }, unknown>(
-      admitted(dataplane, async (req) => {
-        const label = req.truth === 'label' ? req.label : req.truth === 'label_index' ? req.label_index : undefined;
-        const r = await dataplane.feedback({ predictionId: req.prediction_id, label, transport: 'grpc' });
-        return { accepted: r.accepted, correct: r.correct, model: r.model, version: r.version, arm: r.arm };
-      }),
-      opts.onInternal,
-      record,
-    ),
+    SendFeedback: unary(pipeline, {
+      transport: 'grpc',
+      endpoint: 'feedback',
+      work: (req: { prediction_id: string; truth?: 'label' | 'label_index'; label?: string; label_index?: number }) =>
+        dataplane.feedback({
+          predictionId: req.prediction_id,
+          label: req.truth === 'label' ? req.label : req.truth === 'label_index' ? req.label_index : undefined,
+        }),
+      encode: (r) => ({ accepted: r.accepted, correct: r.correct, model: r.model, version: r.version, arm: r.arm }),
+      served: (r) => ({ model: r.model, arm: r.arm }),
+    }),
 
-    ListModels: unary<Record<string, never>, unknown>(async () => {
-      const { models } = dataplane.models();
-      return {
+    ListModels: unary(pipeline, {
+      transport: 'grpc',
+      endpoint: 'metadata',
+      work: () => dataplane.models(),
+      encode: ({ models }) => ({
         models: models.map((m) => ({
           name: m.name,
           version: m.version,
@@ -157,7 +158,7 @@ export function productHandlers(dataplane: DataPlane, opts: ProductOptions): grp
           labels: m.labels,
           loaded_at: m.loadedAt,
         })),
-      };
-    }, opts.onInternal),
+      }),
+    }),
   };
 }

@@ -8,7 +8,8 @@ import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
 import type { DataPlane } from '../../core/dataplane';
-import type { AppLogger } from '../../core/logger';
+import type { RequestPipeline } from '../../pipeline/pipeline';
+import type { OipService } from '../oip/service';
 import { oipGrpcHandlers } from './oip';
 import { productHandlers } from './product';
 import { loadProtos } from './protos';
@@ -16,8 +17,6 @@ import { loadProtos } from './protos';
 export interface GrpcOptions {
   maxMessageBytes: number;
   streamWindow: number;
-  serverName: string;
-  serverVersion: string;
 }
 
 export const SERVICE_NAMES = ['classifier.v1.ProductClassifier', 'inference.GRPCInferenceService'] as const;
@@ -32,17 +31,15 @@ export interface GrpcTransport {
   stop(timeoutMs: number): Promise<boolean>;
 }
 
-export function createGrpcTransport(dataplane: DataPlane, opts: GrpcOptions, log: AppLogger): GrpcTransport {
+export function createGrpcTransport(dataplane: DataPlane, oip: OipService, pipeline: RequestPipeline, opts: GrpcOptions): GrpcTransport {
   const protos = loadProtos();
   const server = new grpc.Server({
     'grpc.max_receive_message_length': opts.maxMessageBytes,
     'grpc.max_send_message_length': opts.maxMessageBytes,
     'grpc.keepalive_permit_without_calls': 1,
   });
-  const onInternal = (err: Error) =>
-    log.error({ err: err.cause instanceof Error ? err.cause.stack : String(err.cause ?? err.message) }, 'internal error (grpc)');
-  server.addService(protos.product, productHandlers(dataplane, { streamWindow: opts.streamWindow, onInternal }));
-  server.addService(protos.oip, oipGrpcHandlers(dataplane, { name: opts.serverName, version: opts.serverVersion, onInternal }));
+  server.addService(protos.product, productHandlers(dataplane, pipeline, { streamWindow: opts.streamWindow }));
+  server.addService(protos.oip, oipGrpcHandlers(dataplane, oip, pipeline));
 
   const health = new HealthImplementation({ '': 'NOT_SERVING', ...Object.fromEntries(SERVICE_NAMES.map((n) => [n, 'NOT_SERVING'])) });
   health.addToServer(server);

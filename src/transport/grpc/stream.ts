@@ -54,7 +54,7 @@ export function streamInOrder<Req, Res>(
           finish(err);
           return;
         }
-        queue.shift();
+        void queue.shift(); // settled: awaited just above
         if (call.cancelled || finished) return;
         if (!call.write(res)) {
           adjustReading();

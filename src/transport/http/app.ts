@@ -1,29 +1,27 @@
 /**
- * The HTTP transport (express 5 + multer): parse, call the DataPlane,
- * serialize. No request rule lives here.
+ * The HTTP transport (express 5 + multer): decode the request, call the
+ * DataPlane through the request pipeline, encode the answer. No request
+ * rule lives here.
  */
 import { randomUUID } from 'node:crypto';
-import { performance } from 'node:perf_hooks';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import multer from 'multer';
 import type { DataPlane } from '../../core/dataplane';
-import { ServiceError } from '../../core/errors';
-import type { AppLogger } from '../../core/logger';
-import type { ImageInput } from '../../core/types';
+import { invalid, ServiceError } from '../../core/errors';
+import { checkImageCount, requestIdFrom, tooManyImages } from '../../core/rules';
+import type { BatchItem, Classification, ImageInput } from '../../core/types';
+import type { RequestPipeline } from '../../pipeline/pipeline';
 import { RoutingConfigError } from '../../routing/router';
 import type { RoutingSource } from '../../routing/routing-source';
+import type { OipService } from '../oip/service';
 import { adminAuth } from './admin-auth';
-import { errorMiddleware, fromHttpLayer, sendError } from './errors';
+import { errorMiddleware, fromHttpLayer, type HttpLimits, sendError } from './errors';
 import { oipRouter } from './oip-routes';
 import { imageFromJson, optionsFrom, requireJsonObject, unsupportedContentType } from './parse';
+import { servedBy, tracker } from './pipeline';
 
-export interface HttpOptions {
-  maxImageBytes: number;
-  maxBatchImages: number;
-  maxJsonBytes: number;
+export interface HttpOptions extends HttpLimits {
   adminToken?: string;
-  serverName: string;
-  serverVersion: string;
 }
 
 export interface AdminActions {
@@ -31,11 +29,13 @@ export interface AdminActions {
   routing: Pick<RoutingSource, 'apply' | 'status'>;
 }
 
-const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
-/** The routes counted in classifier_requests_total (probes and metadata are not). */
-const COUNTED_ROUTES = /^(?:\/v1\/(?:classify|classify\/batch|feedback)|(\/v2\/models\/[^/]+(?:\/versions\/[^/]+)?\/infer))$/;
-
-export function createHttpApp(dataplane: DataPlane, admin: AdminActions, opts: HttpOptions, log: AppLogger): express.Express {
+export function createHttpApp(
+  dataplane: DataPlane,
+  oip: OipService,
+  pipeline: RequestPipeline,
+  admin: AdminActions,
+  opts: HttpOptions,
+): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
@@ -47,13 +47,12 @@ export function createHttpApp(dataplane: DataPlane, admin: AdminActions, opts: H
   // app's own prototype of res: one check per response, nothing allocated.
   const writeHead = app.response.writeHead;
   app.response.writeHead = function (this: Response, ...args: Parameters<Response['writeHead']>) {
-    if (dataplane.isDraining) this.setHeader('Connection', 'close');
+    if (pipeline.isDraining) this.setHeader('Connection', 'close');
     return writeHead.apply(this, args);
   } as Response['writeHead'];
 
   app.use((req: Request, res: Response, next: NextFunction) => {
-    const incoming = req.get('x-request-id');
-    const id = incoming && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+    const id = requestIdFrom(req.get('x-request-id'), randomUUID);
     res.locals.requestId = id;
     res.setHeader('X-Request-Id', id);
     res.setHeader('X-Content-Type-Options', 'nosniff');
@@ -61,52 +60,9 @@ export function createHttpApp(dataplane: DataPlane, admin: AdminActions, opts: H
     res.setHeader('Content-Security-Policy', "default-src 'none'; frame-ancestors 'none'");
     res.setHeader('Cache-Control', 'no-store');
     res.setHeader('Referrer-Policy', 'no-referrer');
-    const start = performance.now();
-    const counted = COUNTED_ROUTES.exec(req.path);
-    res.on('finish', () => {
-      if (counted) {
-        const code = res.locals.errorCode ?? (res.statusCode < 400 ? 'OK' : `HTTP_${res.statusCode}`);
-        dataplane.recordRequest(
-          counted[1] ? 'oip-http' : 'http',
-          (performance.now() - start) / 1000,
-          code,
-          res.locals.model ?? '',
-          res.locals.arm ?? '',
-        );
-      }
-      // One line per request; never the body.
-      log.info(
-        {
-          reqId: id,
-          method: req.method,
-          path: req.path,
-          status: res.statusCode,
-          ms: Math.round((performance.now() - start) * 100) / 100,
-          model: res.locals.model,
-          arm: res.locals.arm,
-          code: res.locals.errorCode,
-        },
-        'request',
-      );
-    });
-    if (counted) {
-      // A request that does work is admitted now, with its headers read: a
-      // shutdown from here on waits for its answer (body upload included).
-      let release: () => void;
-      try {
-        release = dataplane.admit();
-      } catch (err) {
-        // Read the body out before refusing: closing a connection with an
-        // upload still arriving resets it, and the client would see a reset
-        // instead of this answer.
-        req.resume();
-        req.once('end', () => sendError(res, ServiceError.from(err)));
-        return;
-      }
-      res.once('close', release);
-    }
     next();
   });
+  const track = tracker(pipeline, sendError);
 
   const json = express.json({ limit: opts.maxJsonBytes, strict: true });
   // Field names are plain (model, version, topK, routingKey): no `a[b]` nesting and no
@@ -115,16 +71,26 @@ export function createHttpApp(dataplane: DataPlane, admin: AdminActions, opts: H
     fileSize: opts.maxImageBytes,
     fields: 20,
     fieldSize: 64 * 1024,
-    parts: opts.maxBatchImages + 20,
+    parts: opts.maxImages + 20,
     headerPairs: 200,
     fieldNestingDepth: 0,
     fieldArrayIndexLimit: 0,
   };
-  const single = multer({ storage: multer.memoryStorage(), limits: { ...limits, files: 1 } }).single('image');
-  const many = multer({ storage: multer.memoryStorage(), limits: { ...limits, files: opts.maxBatchImages } }).fields([
-    { name: 'images', maxCount: opts.maxBatchImages },
-    { name: 'image', maxCount: opts.maxBatchImages },
-  ]);
+  /** A multipart parser whose file-count overflow answers with the request's own image limit. */
+  const withFileLimit =
+    (handler: express.RequestHandler, max: number): express.RequestHandler =>
+    (req, res, next) =>
+      handler(req, res, (err?: unknown) =>
+        next(err instanceof multer.MulterError && err.code === 'LIMIT_FILE_COUNT' ? tooManyImages(max) : err),
+      );
+  const single = withFileLimit(multer({ storage: multer.memoryStorage(), limits: { ...limits, files: 1 } }).single('image'), 1);
+  const many = withFileLimit(
+    multer({ storage: multer.memoryStorage(), limits: { ...limits, files: opts.maxImages } }).fields([
+      { name: 'images', maxCount: opts.maxImages },
+      { name: 'image', maxCount: opts.maxImages },
+    ]),
+    opts.maxImages,
+  );
 
   /** Run the body parser that fits the content type; refuse any other. */
   const parseBody = (multipart: express.RequestHandler) => (req: Request, res: Response, next: NextFunction) => {
@@ -133,56 +99,58 @@ export function createHttpApp(dataplane: DataPlane, admin: AdminActions, opts: H
     next(unsupportedContentType(req.get('content-type')));
   };
 
-  const markModel = (res: Response, r: { model: string; version: string; arm: string }) => {
-    res.locals.model = r.model;
-    res.locals.arm = r.arm;
+  /** The model that answered: in the call's metrics and log line, and in the response headers. */
+  const markModel = (res: Response, r: Classification | undefined) => {
+    if (!r) return;
+    servedBy(res, r);
     res.setHeader('X-Model-Arm', r.arm);
     res.setHeader('X-Model-Name', r.model);
     res.setHeader('X-Model-Version', r.version);
   };
 
-  app.post('/v1/classify', parseBody(single), async (req: Request, res: Response) => {
+  app.post('/v1/classify', track('http', 'classify'), parseBody(single), async (req: Request, res: Response) => {
     let image: ImageInput;
     let body: Record<string, unknown> | undefined;
     if (req.is('multipart/form-data')) {
-      if (!req.file) throw new ServiceError('INVALID_ARGUMENT', 'multipart body needs a file in the "image" field');
+      if (!req.file) throw invalid('multipart body needs a file in the "image" field');
       image = { kind: 'encoded', bytes: req.file.buffer };
       body = req.body as Record<string, unknown>;
     } else {
       body = requireJsonObject(req.body);
       image = imageFromJson(body, 'body');
     }
-    const result = await dataplane.classify(image, { ...optionsFrom(body, req.query, req.get('x-routing-key')), transport: 'http' });
+    const result = await dataplane.classify(image, optionsFrom(body, req.query, req.get('x-routing-key')));
     markModel(res, result);
     res.json(result);
   });
 
-  app.post('/v1/classify/batch', parseBody(many), async (req: Request, res: Response) => {
+  app.post('/v1/classify/batch', track('http', 'classify_batch'), parseBody(many), async (req: Request, res: Response) => {
     let images: ImageInput[];
     let body: Record<string, unknown> | undefined;
     if (req.is('multipart/form-data')) {
       const files = req.files as Record<string, Express.Multer.File[]> | undefined;
       const all = [...(files?.images ?? []), ...(files?.image ?? [])];
-      if (all.length === 0) throw new ServiceError('INVALID_ARGUMENT', 'multipart body needs files in the "images" field');
+      if (all.length === 0) throw invalid('multipart body needs files in the "images" field');
       images = all.map((f) => ({ kind: 'encoded', bytes: f.buffer }));
       body = req.body as Record<string, unknown>;
     } else {
       body = requireJsonObject(req.body);
-      if (!Array.isArray(body.images))
-        throw new ServiceError('INVALID_ARGUMENT', 'body.images must be an array of {"image": base64} or {"pixels": [...]}');
-      if (body.images.length > opts.maxBatchImages) {
-        throw new ServiceError('INVALID_ARGUMENT', `a batch holds at most ${opts.maxBatchImages} images; got ${body.images.length}`);
-      }
+      if (!Array.isArray(body.images)) throw invalid('body.images must be an array of {"image": base64} or {"pixels": [...]}');
+      // Counted before decoding, so an oversized list is refused before its images are read.
+      checkImageCount(body.images.length, opts.maxImages);
       images = body.images.map((item, i) => imageFromJson(item, `images[${i}]`));
     }
-    const results = await dataplane.classifyBatch(images, { ...optionsFrom(body, req.query, req.get('x-routing-key')), transport: 'http' });
-    const first = results.find((r): r is Extract<typeof r, { model: string }> => 'model' in r);
-    if (first) markModel(res, first);
+    const results = await dataplane.classifyBatch(images, optionsFrom(body, req.query, req.get('x-routing-key')));
+    markModel(
+      res,
+      results.find((r: BatchItem): r is Classification => 'model' in r),
+    );
     res.json({ results });
   });
 
   app.post(
     '/v1/feedback',
+    track('http', 'feedback'),
     (req: Request, res: Response, next: NextFunction) => {
       if (req.is('application/json')) return json(req, res, next);
       next(unsupportedContentType(req.get('content-type')));
@@ -190,70 +158,62 @@ export function createHttpApp(dataplane: DataPlane, admin: AdminActions, opts: H
     async (req: Request, res: Response) => {
       const body = requireJsonObject(req.body);
       const label = body.label !== undefined ? body.label : body.labelIndex;
-      const result = await dataplane.feedback({ predictionId: body.predictionId, label, transport: 'http' });
-      res.locals.model = result.model;
-      res.locals.arm = result.arm;
+      const result = await dataplane.feedback({ predictionId: body.predictionId, label });
+      servedBy(res, result);
       res.json(result);
     },
   );
 
-  app.get('/v1/ab', (_req: Request, res: Response) => {
+  app.get('/v1/ab', track('http', 'metadata'), (_req: Request, res: Response) => {
     res.json(dataplane.monitoringReport());
   });
 
-  app.get('/v1/models', (_req: Request, res: Response) => {
+  app.get('/v1/models', track('http', 'metadata'), (_req: Request, res: Response) => {
     res.json(dataplane.models());
   });
 
-  app.get('/healthz', (_req: Request, res: Response) => {
+  app.get('/healthz', track('http', 'health'), (_req: Request, res: Response) => {
     res.json({ status: 'ok' });
   });
 
-  app.get('/readyz', (_req: Request, res: Response) => {
+  app.get('/readyz', track('http', 'health'), (_req: Request, res: Response) => {
     const r = dataplane.readiness();
     res.status(r.ready ? 200 : 503).json(r);
   });
 
-  app.post('/v1/admin/models/reload', adminAuth(opts.adminToken), async (_req: Request, res: Response) => {
+  const guard = adminAuth(opts.adminToken);
+  app.post('/v1/admin/models/reload', track('http', 'admin'), guard, async (_req: Request, res: Response) => {
     const report = (await admin.reload()) as { failed?: unknown[] };
     res.json({ ok: (report.failed?.length ?? 0) === 0, ...report });
   });
 
-  app.get('/v1/admin/routing', adminAuth(opts.adminToken), (_req: Request, res: Response) => {
+  app.get('/v1/admin/routing', track('http', 'admin'), guard, (_req: Request, res: Response) => {
     res.json(admin.routing.status());
   });
 
   // Set the A/B config on this instance only (the file or ConfigMap is the fleet-wide source).
-  app.put('/v1/admin/routing', adminAuth(opts.adminToken), json, (req: Request, res: Response) => {
+  app.put('/v1/admin/routing', track('http', 'admin'), guard, json, (req: Request, res: Response) => {
     try {
       admin.routing.apply(req.body, 'admin');
     } catch (err) {
-      if (err instanceof RoutingConfigError) throw new ServiceError('INVALID_ARGUMENT', `routing config refused: ${err.message}`);
+      if (err instanceof RoutingConfigError) throw invalid(`routing config refused: ${err.message}`);
       throw err;
     }
     res.json(admin.routing.status());
   });
 
   app.use(
-    oipRouter(dataplane, {
-      serverName: opts.serverName,
-      serverVersion: opts.serverVersion,
+    oipRouter(dataplane, oip, {
+      track: (endpoint) => track('oip-http', endpoint),
       json: (req, res, next) => json(req, res, (err?: unknown) => next(err === undefined ? undefined : fromHttpLayer(err, opts))),
       unsupported: unsupportedContentType,
     }),
   );
 
-  app.use((req: Request, res: Response) => {
+  app.use(track('http', 'unknown'), (req: Request, res: Response) => {
     sendError(res, new ServiceError('NOT_FOUND', `no route ${req.method} ${req.path}`));
   });
 
-  app.use(
-    errorMiddleware(opts, (err, req) =>
-      log.error(
-        { reqId: req.res?.locals.requestId, err: err.cause instanceof Error ? err.cause.stack : String(err.cause) },
-        'internal error',
-      ),
-    ),
-  );
+  app.use(errorMiddleware(opts));
   return app;
 }

@@ -2,8 +2,17 @@
 import type { NextFunction, Request, Response } from 'express';
 import multer from 'multer';
 import { ServiceError } from '../../core/errors';
+import { answeredWith } from './pipeline';
 
-export function fromHttpLayer(err: unknown, limits: { maxImageBytes: number; maxBatchImages: number; maxJsonBytes: number }): ServiceError {
+/** The byte and image limits the HTTP layers enforce, for their error messages. */
+export interface HttpLimits {
+  maxImageBytes: number;
+  /** Images in one request (CLASSIFY_MAX_IMAGES). */
+  maxImages: number;
+  maxJsonBytes: number;
+}
+
+export function fromHttpLayer(err: unknown, limits: HttpLimits): ServiceError {
   if (err instanceof ServiceError) return err;
   if (err instanceof multer.MulterError) {
     switch (
@@ -11,8 +20,6 @@ export function fromHttpLayer(err: unknown, limits: { maxImageBytes: number; max
     ) {
       case 'LIMIT_FILE_SIZE':
         return new ServiceError('PAYLOAD_TOO_LARGE', `an image is larger than the limit of ${limits.maxImageBytes} bytes`);
-      case 'LIMIT_FILE_COUNT':
-        return new ServiceError('INVALID_ARGUMENT', `too many images: at most ${limits.maxBatchImages} per request`);
       case 'LIMIT_UNEXPECTED_FILE':
         return new ServiceError(
           'INVALID_ARGUMENT',
@@ -52,16 +59,13 @@ export function fromHttpLayer(err: unknown, limits: { maxImageBytes: number; max
 export function sendError(res: Response, err: ServiceError): void {
   if (res.headersSent) return;
   if (err.retryAfterSeconds !== undefined) res.setHeader('Retry-After', String(err.retryAfterSeconds));
-  res.locals.errorCode = err.code;
+  answeredWith(res, err);
   res.status(err.httpStatus).json({ error: { code: err.code, message: err.message, requestId: res.locals.requestId } });
 }
 
-export type ErrorLogger = (err: ServiceError, req: Request) => void;
-
-export function errorMiddleware(limits: Parameters<typeof fromHttpLayer>[1], logInternal: ErrorLogger) {
-  return (err: unknown, req: Request, res: Response, _next: NextFunction): void => {
-    const e = fromHttpLayer(err, limits);
-    if (e.code === 'INTERNAL') logInternal(e, req);
-    sendError(res, e);
+/** The last handler: whatever a route threw, mapped and answered (its call logs an INTERNAL error's stack). */
+export function errorMiddleware(limits: HttpLimits) {
+  return (err: unknown, _req: Request, res: Response, _next: NextFunction): void => {
+    sendError(res, fromHttpLayer(err, limits));
   };
 }

@@ -6,12 +6,15 @@
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import type { DataPlane } from '../../core/dataplane';
 import { invalid, ServiceError } from '../../core/errors';
-import { checkShape, infer, type InputTensor, inputMetadata, outputMetadata } from '../oip/codec';
+import type { Endpoint } from '../../pipeline/pipeline';
+import { checkShape, type InputTensor } from '../oip/codec';
+import type { OipService } from '../oip/service';
 import { decodeBase64 } from './parse';
+import { answeredWith, servedBy } from './pipeline';
 
 export interface OipRouteOptions {
-  serverName: string;
-  serverVersion: string;
+  /** Starts the pipeline call of a route (transport oip-http). */
+  track: (endpoint: Endpoint) => RequestHandler;
   json: RequestHandler;
   unsupported: (type: string | undefined) => ServiceError;
 }
@@ -76,76 +79,78 @@ function jsonOutputs(body: Record<string, unknown>): string[] | undefined {
 
 function sendOipError(res: Response, err: unknown): void {
   const e = ServiceError.from(err);
-  res.locals.errorCode = e.code;
+  answeredWith(res, e);
   if (e.retryAfterSeconds !== undefined) res.setHeader('Retry-After', String(e.retryAfterSeconds));
   res.status(e.httpStatus).json({ error: e.code === 'INTERNAL' ? 'internal error' : e.message });
 }
 
-export function oipRouter(dataplane: DataPlane, opts: OipRouteOptions): express.Router {
+export function oipRouter(dataplane: DataPlane, oip: OipService, opts: OipRouteOptions): express.Router {
   const r = express.Router();
-  const wrap = (fn: (req: Request, res: Response) => Promise<void> | void) => (req: Request, res: Response) => {
-    Promise.resolve()
-      .then(() => fn(req, res))
-      .catch((err) => sendOipError(res, err));
-  };
+  /** A route: its pipeline call, then its handler, whose errors answer in OIP's form. */
+  const route =
+    (endpoint: Endpoint, ...before: RequestHandler[]) =>
+    (fn: (req: Request, res: Response) => Promise<void> | void): RequestHandler[] => [
+      opts.track(endpoint),
+      ...before,
+      (req: Request, res: Response) => {
+        Promise.resolve()
+          .then(() => fn(req, res))
+          .catch((err) => sendOipError(res, err));
+      },
+    ];
 
   r.get(
     '/v2',
-    wrap((_req, res) => {
-      res.json({ name: opts.serverName, version: opts.serverVersion, extensions: [] });
+    route('metadata')((_req, res) => {
+      res.json(oip.serverMetadata());
     }),
   );
   r.get(
     '/v2/health/live',
-    wrap((_req, res) => {
+    route('health')((_req, res) => {
       res.json({ live: true });
     }),
   );
   r.get(
     '/v2/health/ready',
-    wrap((_req, res) => {
+    route('health')((_req, res) => {
       const ready = dataplane.isReady();
       res.status(ready ? 200 : NOT_READY).json({ ready });
     }),
   );
 
-  const metadata = (req: Request, res: Response) => {
-    const m = dataplane.modelInfo(req.params.name as string, req.params.version as string | undefined);
-    res.json({
-      name: m.name,
-      versions: m.versions,
-      platform: m.format === 'onnx' ? 'onnxruntime_onnx' : 'tensorflowjs',
-      inputs: inputMetadata(m),
-      outputs: outputMetadata(m),
-    });
-  };
-  r.get('/v2/models/:name', wrap(metadata));
-  r.get('/v2/models/:name/versions/:version', wrap(metadata));
+  const metadata = route('metadata')((req, res) => {
+    res.json(oip.modelMetadata(req.params.name as string, req.params.version as string | undefined));
+  });
+  r.get('/v2/models/:name', metadata);
+  r.get('/v2/models/:name/versions/:version', metadata);
 
-  const ready = (req: Request, res: Response) => {
+  const ready = route('health')((req, res) => {
     const ok = dataplane.modelReady(req.params.name as string, req.params.version as string | undefined);
     res.status(ok ? 200 : NOT_READY).json({ name: req.params.name, ready: ok });
-  };
-  r.get('/v2/models/:name/ready', wrap(ready));
-  r.get('/v2/models/:name/versions/:version/ready', wrap(ready));
+  });
+  r.get('/v2/models/:name/ready', ready);
+  r.get('/v2/models/:name/versions/:version/ready', ready);
 
   const bodyJson = (req: Request, res: Response, next: NextFunction) => {
     if (req.is('application/json') || !req.get('content-type'))
       return opts.json(req, res, (err?: unknown) => (err ? sendOipError(res, err) : next()));
     sendOipError(res, opts.unsupported(req.get('content-type')));
   };
-  const inferRoute = wrap(async (req, res) => {
+  const inferRoute = route(
+    'infer',
+    bodyJson,
+  )(async (req, res) => {
     if (!isObject(req.body)) throw invalid('request body must be a JSON object with "inputs"');
     const body = req.body;
     if (body.id !== undefined && typeof body.id !== 'string') throw invalid('id must be a string');
-    const result = await infer(dataplane, {
+    const result = await oip.infer({
       model: req.params.name as string,
       version: req.params.version as string | undefined,
       inputs: jsonInputs(body),
       outputs: jsonOutputs(body),
-      transport: 'oip-http',
     });
-    res.locals.model = result.modelName;
+    servedBy(res, { model: result.modelName, arm: result.arm });
     res.json({
       model_name: result.modelName,
       model_version: result.modelVersion,
@@ -158,8 +163,11 @@ export function oipRouter(dataplane: DataPlane, opts: OipRouteOptions): express.
       })),
     });
   });
-  r.post('/v2/models/:name/infer', bodyJson, inferRoute);
-  r.post('/v2/models/:name/versions/:version/infer', bodyJson, inferRoute);
-  r.use('/v2', (req: Request, res: Response) => sendOipError(res, new ServiceError('NOT_FOUND', `no route ${req.method} /v2${req.path}`)));
+  r.post('/v2/models/:name/infer', inferRoute);
+  r.post('/v2/models/:name/versions/:version/infer', inferRoute);
+  r.use(
+    '/v2',
+    route('unknown')((req, res) => sendOipError(res, new ServiceError('NOT_FOUND', `no route ${req.method} /v2${req.path}`))),
+  );
   return r;
 }

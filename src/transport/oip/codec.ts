@@ -13,17 +13,14 @@
  *   label          BYTES [N]
  *   prediction_id  BYTES [N]     receipts for /v1/feedback
  */
-import type { DataPlane, ModelInfo } from '../../core/dataplane';
-import { type ErrorCode, invalid, ServiceError } from '../../core/errors';
-import type { Classification, ImageInput, Transport } from '../../core/types';
+import type { ModelInfo } from '../../core/dataplane';
+import { invalid } from '../../core/errors';
+import type { Classification, ImageInput } from '../../core/types';
 
 export const PIXELS_INPUT = 'pixels';
 export const IMAGE_INPUT = 'image';
 export const OUTPUTS = ['probabilities', 'label_index', 'label', 'prediction_id'] as const;
 export type OutputName = (typeof OUTPUTS)[number];
-
-export type Datatype =
-  'BOOL' | 'UINT8' | 'UINT16' | 'UINT32' | 'UINT64' | 'INT8' | 'INT16' | 'INT32' | 'INT64' | 'FP16' | 'FP32' | 'FP64' | 'BYTES';
 
 /** A decoded input tensor: numbers for numeric types, byte strings for BYTES. */
 export interface InputTensor {
@@ -155,37 +152,4 @@ export function outputsFrom(results: Classification[], classes: number, wanted: 
     prediction_id: () => ({ name: 'prediction_id', datatype: 'BYTES', shape: [n], data: results.map((r) => r.predictionId) }),
   };
   return wanted.map((name) => build[name]());
-}
-
-export interface InferResult {
-  modelName: string;
-  modelVersion: string;
-  outputs: OutputTensor[];
-}
-
-/**
- * One OIP inference through the DataPlane. The model is named by the
- * request (OIP addresses models explicitly); an image that fails fails the
- * request, naming its index, as OIP has no per-item errors.
- */
-export async function infer(
-  dataplane: DataPlane,
-  req: { model: string; version?: string; inputs: InputTensor[]; outputs?: string[]; transport: Transport },
-): Promise<InferResult> {
-  const info = dataplane.modelInfo(req.model, req.version);
-  const wanted = requestedOutputs(req.outputs);
-  const images = imagesFrom(req.inputs, info);
-  if (images.length === 0) throw invalid('the input tensor holds no images (batch dimension 0)');
-  const items = await dataplane.classifyBatch(images, {
-    model: req.model,
-    version: req.version,
-    topK: info.labels.length,
-    transport: req.transport,
-  });
-  const results: Classification[] = [];
-  items.forEach((item, i) => {
-    if ('error' in item) throw new ServiceError(item.error.code as ErrorCode, `image ${i}: ${item.error.message}`);
-    results.push(item);
-  });
-  return { modelName: results[0].model, modelVersion: results[0].version, outputs: outputsFrom(results, info.labels.length, wanted) };
 }

@@ -1,0 +1,172 @@
+/**
+ * Classification: choose the model (explicit or A/B), turn each input into
+ * the model's tensor, run it through the model's micro-batcher, and describe
+ * the result (top-k, signed prediction id, timings), recording each
+ * prediction for drift, accuracy and the A/B analysis.
+ */
+import { performance } from 'node:perf_hooks';
+import type { ModelBatchers } from '../models/batchers';
+import type { LoadedModel } from '../models/model';
+import type { ModelRepository } from '../models/repository';
+import type { ReceiptSigner } from '../feedback/receipts';
+import type { ServiceMetrics } from '../monitoring/metrics';
+import type { Monitor } from '../monitoring/monitor';
+import type { Preprocessor } from '../preprocess/preprocessor';
+import type { ModelSelector, Selection } from '../routing/selector';
+import { invalid, ServiceError } from './errors';
+import { checkImageCount, checkModelName, checkRoutingKey, checkTopK, checkVersion, DEFAULT_TOP_K } from './rules';
+import type { ShadowTraffic } from './shadow';
+import type { BatchItem, Classification, ClassifyOptions, ClassPrediction, ImageInput, Timings } from './types';
+
+export interface ClassifierDeps {
+  repository: ModelRepository;
+  preprocessor: Preprocessor;
+  selector: ModelSelector;
+  batchers: ModelBatchers;
+  shadow: ShadowTraffic;
+  receipts: ReceiptSigner;
+  monitor: Monitor;
+  metrics: ServiceMetrics;
+  /** Images in one request at most (CLASSIFY_MAX_IMAGES). */
+  maxImages: number;
+}
+
+interface Prepared {
+  i: number;
+  pixels?: ArrayLike<number>;
+  normalized?: Float32Array;
+}
+
+export class Classifier {
+  constructor(private readonly deps: ClassifierDeps) {}
+
+  async classify(image: ImageInput, opts: ClassifyOptions): Promise<Classification> {
+    const [item] = await this.run([image], opts, false);
+    return item as Classification;
+  }
+
+  /** Many images, one model call. A bad image fails alone; the others are classified. */
+  async classifyBatch(images: ImageInput[], opts: ClassifyOptions): Promise<BatchItem[]> {
+    checkImageCount(images.length, this.deps.maxImages);
+    return this.run(images, opts, true);
+  }
+
+  private select(opts: ClassifyOptions): Selection {
+    if (this.deps.repository.isEmpty()) throw new ServiceError('UNAVAILABLE', 'no model is loaded yet', { retryAfterSeconds: 1 });
+    if (opts.model !== undefined) checkModelName(opts.model);
+    if (opts.version !== undefined && opts.model === undefined) throw invalid('version needs model');
+    if (opts.version !== undefined) checkVersion(opts.version);
+    if (opts.routingKey !== undefined) checkRoutingKey(opts.routingKey);
+    if (opts.topK !== undefined) checkTopK(opts.topK);
+    return this.deps.selector.select(opts);
+  }
+
+  private async run(images: ImageInput[], opts: ClassifyOptions, perItemErrors: boolean): Promise<BatchItem[]> {
+    const t0 = performance.now();
+    const selection = this.select(opts);
+    const lease = this.deps.repository.acquire(selection.model, selection.version);
+    try {
+      const model = lease.model;
+      const prepared = await Promise.allSettled(images.map((img) => this.prepare(model, img)));
+      if (!perItemErrors && prepared[0].status === 'rejected') throw ServiceError.from(prepared[0].reason);
+      const ok = prepared.flatMap((p, i): Prepared[] => (p.status === 'fulfilled' ? [{ i, ...p.value }] : []));
+      const t1 = performance.now();
+      const probs = ok.length > 0 ? await this.deps.batchers.predict(model, this.tensor(model, ok), ok.length) : new Float32Array(0);
+      const t2 = performance.now();
+      const timings = { preprocessMs: round(t1 - t0), inferenceMs: round(t2 - t1), totalMs: round(performance.now() - t0) };
+      const out: BatchItem[] = prepared.map((p) =>
+        p.status === 'rejected' ? { error: ServiceError.from(p.reason).toJSON() } : (undefined as unknown as BatchItem),
+      );
+      this.deps.monitor.watchModel(model.manifest);
+      this.deps.shadow.offer(
+        model,
+        ok.map((item) => item.pixels),
+        probs,
+      );
+      const k = model.numClasses;
+      ok.forEach((item, j) => {
+        const c = this.describe(model, selection, probs.subarray(j * k, (j + 1) * k), opts.topK, timings);
+        this.record(c, selection);
+        out[item.i] = c;
+      });
+      return out;
+    } finally {
+      lease.release();
+    }
+  }
+
+  private async prepare(model: LoadedModel, img: ImageInput): Promise<Omit<Prepared, 'i'>> {
+    if (img.kind === 'normalized') return { normalized: checkNormalized(img.values, model.pixelsPerImage) };
+    const [, , h, w] = model.manifest.input.shape;
+    return { pixels: (await this.deps.preprocessor.toPixels(img, w, h)).pixels };
+  }
+
+  private tensor(model: LoadedModel, items: Prepared[]): Float32Array {
+    const input = new Float32Array(items.length * model.pixelsPerImage);
+    items.forEach((item, j) => {
+      if (item.normalized) input.set(item.normalized, j * model.pixelsPerImage);
+      else model.normalizeInto(item.pixels!, input, j);
+    });
+    return input;
+  }
+
+  private record(c: Classification, selection: Selection): void {
+    const { monitor, metrics } = this.deps;
+    monitor.prediction({
+      model: c.model,
+      version: c.version,
+      arm: c.arm,
+      experiment: selection.experiment,
+      labelIndex: c.labelIndex,
+      confidence: c.confidence,
+    });
+    metrics.confidence.observe({ model: c.model, arm: c.arm }, c.confidence);
+    metrics.predictions.inc({ model: c.model, arm: c.arm, label: c.label });
+  }
+
+  private describe(
+    model: LoadedModel,
+    selection: Selection,
+    probs: Float32Array,
+    topK: number | undefined,
+    timings: Timings,
+  ): Classification {
+    const labels = model.manifest.labels;
+    const order = Array.from(probs.keys()).sort((a, b) => probs[b] - probs[a]);
+    const top: ClassPrediction[] = order
+      .slice(0, Math.min(topK ?? DEFAULT_TOP_K, labels.length))
+      .map((k) => ({ label: labels[k], labelIndex: k, confidence: probs[k] }));
+    return {
+      predictionId: this.deps.receipts.issue({
+        model: model.name,
+        version: model.version,
+        arm: selection.arm,
+        labelIndex: top[0].labelIndex,
+        confidence: top[0].confidence,
+        experiment: selection.experiment,
+      }),
+      model: model.name,
+      version: model.version,
+      arm: selection.arm,
+      label: top[0].label,
+      labelIndex: top[0].labelIndex,
+      confidence: top[0].confidence,
+      top,
+      timings,
+    };
+  }
+}
+
+/** A model-input tensor sent as is: the right length, finite values. */
+function checkNormalized(values: ArrayLike<number>, expected: number): Float32Array {
+  if (values.length !== expected) throw invalid(`a normalized input needs ${expected} values per image; got ${values.length}`);
+  const out = Float32Array.from(values);
+  for (let i = 0; i < out.length; i++) {
+    if (!Number.isFinite(out[i])) throw invalid(`normalized input value ${i} is not a finite number`);
+  }
+  return out;
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
+}

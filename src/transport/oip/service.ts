@@ -1,0 +1,71 @@
+/**
+ * The Open Inference Protocol's operations, shared by its REST and gRPC
+ * adapters: server and model metadata, and inference through the DataPlane.
+ * The adapters only convert their encodings (JSON tensors, protobuf
+ * contents or raw bytes) to and from the plain tensors of codec.ts.
+ */
+import type { DataPlane } from '../../core/dataplane';
+import { type ErrorCode, invalid, ServiceError } from '../../core/errors';
+import type { Classification } from '../../core/types';
+import { imagesFrom, type InputTensor, inputMetadata, type OutputTensor, outputMetadata, outputsFrom, requestedOutputs } from './codec';
+
+export interface InferRequest {
+  model: string;
+  version?: string;
+  inputs: InputTensor[];
+  outputs?: string[];
+}
+
+export interface InferResult {
+  modelName: string;
+  modelVersion: string;
+  /** The arm the request is reported under (OIP names its model, so 'explicit'). */
+  arm: string;
+  outputs: OutputTensor[];
+}
+
+export class OipService {
+  constructor(
+    private readonly dataplane: DataPlane,
+    private readonly server: { name: string; version: string },
+  ) {}
+
+  serverMetadata() {
+    return { name: this.server.name, version: this.server.version, extensions: [] as string[] };
+  }
+
+  modelMetadata(name: string, version?: string) {
+    const m = this.dataplane.modelInfo(name, version);
+    return {
+      name: m.name,
+      versions: m.versions,
+      platform: m.format === 'onnx' ? 'onnxruntime_onnx' : 'tensorflowjs',
+      inputs: inputMetadata(m),
+      outputs: outputMetadata(m),
+    };
+  }
+
+  /**
+   * One inference. The model is named by the request (OIP addresses models
+   * explicitly); an image that fails fails the request, naming its index,
+   * as OIP has no per-item errors.
+   */
+  async infer(req: InferRequest): Promise<InferResult> {
+    const info = this.dataplane.modelInfo(req.model, req.version);
+    const wanted = requestedOutputs(req.outputs);
+    const images = imagesFrom(req.inputs, info);
+    if (images.length === 0) throw invalid('the input tensor holds no images (batch dimension 0)');
+    const items = await this.dataplane.classifyBatch(images, { model: req.model, version: req.version, topK: info.labels.length });
+    const results: Classification[] = [];
+    items.forEach((item, i) => {
+      if ('error' in item) throw new ServiceError(item.error.code as ErrorCode, `image ${i}: ${item.error.message}`);
+      results.push(item);
+    });
+    return {
+      modelName: results[0].model,
+      modelVersion: results[0].version,
+      arm: results[0].arm,
+      outputs: outputsFrom(results, info.labels.length, wanted),
+    };
+  }
+}
