@@ -26,13 +26,14 @@ from .dendrites import dendrite_counts
 from .nets import count_macs, count_params
 from .train import predict_logits, to_tensor
 
-KINDS = ("baseline", "dendritic", "dendritic-pb", "control")
+KINDS = ("baseline", "dendritic", "dendritic-pb", "control", "baseline2")
 NAMES = {"baseline": "Baseline CNN", "dendritic": "Dendritic CNN",
-         "dendritic-pb": "Dendritic CNN, perforated dendrite phase", "control": "Parameter-matched control"}
-RUN_NAME = re.compile(r"^(baseline|dendritic|dendritic-pb|control)-seed(\d+)$")
+         "dendritic-pb": "Dendritic CNN, perforated dendrite phase", "control": "Parameter-matched control",
+         "baseline2": "Baseline CNN, second recipe (baseline/2)"}
+RUN_NAME = re.compile(r"^(baseline|dendritic|dendritic-pb|control|baseline2)-seed(\d+)$")
 # McNemar pairs (A, B), each on the seeds both have: A right and B wrong vs A wrong and B right.
 PAIRS = (("baseline", "dendritic"), ("control", "dendritic"), ("baseline", "dendritic-pb"),
-         ("dendritic", "dendritic-pb"))
+         ("dendritic", "dendritic-pb"), ("baseline", "baseline2"))
 
 
 def mcnemar(a_correct: np.ndarray, b_correct: np.ndarray) -> dict:

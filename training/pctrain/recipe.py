@@ -125,6 +125,9 @@ def run_ladder(runs: Path, epochs: int, long_epochs: int, seeds: list[int], resu
     for seed in seeds:
         run = runs / f"baseline2-seed{seed}"
         if seed == 1:  # the chosen rung's own run is seed 1 of the final recipe: no identical rerun
+            if not plan and not run.exists():
+                runs.mkdir(parents=True, exist_ok=True)
+                run.symlink_to(best_run)  # relative: the link works in any checkout
             rows.append({"run": run.name, "final": True, "same_as": best_run, "seed": 1,
                          "val": best, "epochs": final_epochs})
             continue
