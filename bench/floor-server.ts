@@ -25,7 +25,7 @@ async function main(): Promise<void> {
       const pixels = JSON.parse(Buffer.concat(chunks).toString()).pixels as number[];
       const input = new Float32Array(784);
       for (let i = 0; i < 784; i++) input[i] = (pixels[i] / 255 - mean) / std;
-      session.run({ [session.inputNames[0]]: new ort.Tensor('float32', input, [1, 1, 28, 28]) }).then((out) => {
+      void session.run({ [session.inputNames[0]]: new ort.Tensor('float32', input, [1, 1, 28, 28]) }).then((out) => {
         const logits = out[session.outputNames[0]].data as Float32Array;
         let best = 0;
         for (let k = 1; k < logits.length; k++) if (logits[k] > logits[best]) best = k;
@@ -39,4 +39,4 @@ async function main(): Promise<void> {
   server.listen(Number(portArg), '127.0.0.1', () => process.stdout.write('ready\n'));
 }
 
-main();
+void main();

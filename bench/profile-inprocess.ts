@@ -39,7 +39,7 @@ async function main(): Promise<void> {
     const k = n % 1000;
     await service.dataplane.classify(
       { kind: 'pixels', pixels: images.pixels.subarray(k * 784, (k + 1) * 784) },
-      { routingKey: `customer-${n % 1000}`, transport: 'inprocess' },
+      { routingKey: `customer-${n % 1000}` },
     );
     n++;
   }
@@ -47,4 +47,4 @@ async function main(): Promise<void> {
   await service.stop();
 }
 
-main();
+void main();

@@ -10,7 +10,9 @@
  *     and 64 concurrent clients, and the p99 at half the best HTTP throughput;
  *  4. a minimal node:http + onnxruntime-node server on the same model;
  *  5. gunicorn + Flask + PyTorch on the same network, when installed;
- *  6. resident memory with both models loaded, and time from start to ready.
+ *  6. resident memory with both models loaded, time from start to ready, and
+ *     time from SIGTERM to exit with 64 clients still sending;
+ *  7. resident and peak memory under the hostile-input corpus (hostile-memory.ts).
  * Prints a table and the ratios to the floors; writes bench/results/.
  *
  *   npm run bench -- [--seconds 5] [--models baseline,dendritic]
@@ -26,6 +28,7 @@ import { loadConfig } from '../src/config';
 import { createLogger } from '../src/core/logger';
 import { createService } from '../src/service';
 import { readTestSet } from '../src/tools/fashion-mnist';
+import { hostileMemory } from './hostile-memory';
 import { grpcStreamLoad, grpcUnaryLoad, httpLoad, httpPacedLoad, type LoadResult, productClient } from './load';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -137,7 +140,7 @@ async function inProcess(model: string, routingFile: string, images: Uint8Array,
           const k = i % count;
           await service.dataplane.classify(
             { kind: 'pixels', pixels: images.subarray(k * 784, (k + 1) * 784) },
-            { routingKey: `customer-${i % 1000}`, transport: 'inprocess' },
+            { routingKey: `customer-${i % 1000}` },
           );
           done++;
         }
@@ -400,7 +403,22 @@ async function main(): Promise<void> {
     seconds,
   });
   const rssLoaded = rssMb(svc.pid!);
+  // SIGTERM halfway through a load: how long the drain and exit take with requests in flight.
+  const drainLoad = httpLoad({
+    url: `http://127.0.0.1:${httpPort}/v1/classify`,
+    body: json,
+    contentType: 'application/json',
+    connections: 64,
+    seconds,
+  });
+  await new Promise((r) => setTimeout(r, (seconds * 1000) / 2));
+  const signalAt = performance.now();
   await stopChild(svc);
+  const exitMs = performance.now() - signalAt;
+  await drainLoad;
+
+  log('== hostile input: memory');
+  const hostile = await hostileMemory(3);
 
   const find = (model: string, p: string, c: number | string) =>
     rows.find((r) => r.model === model && r.path === p && r.concurrency === c)?.imagesPerSecond ?? NaN;
@@ -466,6 +484,12 @@ async function main(): Promise<void> {
     met: rssLoaded < 300,
   });
   targets.push({ target: 'ready < 3 s', measured: `${(readyMs / 1000).toFixed(2)} s`, met: readyMs < 3000 });
+  targets.push({
+    target: 'SIGTERM to exit under 64-client load < DRAIN_TIMEOUT_MS (10 s)',
+    measured: `${(exitMs / 1000).toFixed(2)} s`,
+    met: exitMs < 10_000,
+  });
+  targets.push(...hostile.targets);
 
   const when = new Date().toISOString();
   const machine = `${os.cpus().length} x ${os.cpus()[0]?.model ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
@@ -489,7 +513,7 @@ async function main(): Promise<void> {
   writeFileSync(path.join(ROOT, 'bench/results/latest.md'), md);
   writeFileSync(
     path.join(ROOT, 'bench/results/latest.json'),
-    `${JSON.stringify({ when, machine, seconds, rows, targets, readyMs, rssIdleMb: rssIdle, rssLoadedMb: rssLoaded }, null, 2)}\n`,
+    `${JSON.stringify({ when, machine, seconds, rows, targets, readyMs, rssIdleMb: rssIdle, rssLoadedMb: rssLoaded, exitUnderLoadMs: exitMs, hostileMemory: hostile.rounds }, null, 2)}\n`,
   );
   process.stdout.write(md);
 }

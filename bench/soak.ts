@@ -308,7 +308,7 @@ async function main(opts: Options): Promise<number> {
     const timer = setTimeout(() => {
       timers.delete(timer);
       const client = grpcAnswered ? unary : http;
-      track(grpcAnswered ? 'feedback-grpc' : 'feedback-http', performance.now(), async () => {
+      void track(grpcAnswered ? 'feedback-grpc' : 'feedback-http', performance.now(), async () => {
         try {
           await client.feedback(id, label);
           return { ok: true, ids: [] };
@@ -449,7 +449,7 @@ async function main(opts: Options): Promise<number> {
     }
     const r = random();
     const k = cumulative.findIndex((c) => r < c);
-    send(kinds[k < 0 ? kinds.length - 1 : k], due);
+    void send(kinds[k < 0 ? kinds.length - 1 : k], due);
     if (elapsed() - lastLog >= 60) {
       lastLog = elapsed();
       const s = samples[samples.length - 1];

@@ -67,7 +67,13 @@ export function serverVersion(): string {
   return pkg.version;
 }
 
-export async function createService(config: Config, log: AppLogger): Promise<Service> {
+/** What tests may inject into a service besides its config. */
+export interface ServiceOptions {
+  /** Wall-clock milliseconds the pipeline compares call deadlines with (default Date.now). */
+  wallClock?: () => number;
+}
+
+export async function createService(config: Config, log: AppLogger, opts: ServiceOptions = {}): Promise<Service> {
   if (!config.receiptSecret) {
     log.warn(
       {},
@@ -137,7 +143,7 @@ export async function createService(config: Config, log: AppLogger): Promise<Ser
     monitor,
     experiment,
   });
-  const pipeline = new RequestPipeline({ admission, metrics, log });
+  const pipeline = new RequestPipeline({ admission, metrics, log, ...(opts.wallClock ? { wallClock: opts.wallClock } : {}) });
   const oip = new OipService(dataplane, { name: SERVER_NAME, version: serverVersion() });
   const metricsServer = http.createServer((req, res) => {
     if (req.method === 'GET' && (req.url === '/metrics' || req.url?.startsWith('/metrics?'))) {

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { type Config, loadConfig } from '../src/config';
-import { createService, type Service } from '../src/service';
+import { createService, type Service, type ServiceOptions } from '../src/service';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
 export const MODELS = path.join(ROOT, 'models');
@@ -64,8 +64,9 @@ export function testConfig(env: Record<string, string> = {}): Config {
 
 export async function startService(
   env: Record<string, string> = {},
+  opts: ServiceOptions = {},
 ): Promise<Service & { port: number; grpcPort: number; metricsPort: number }> {
-  const service = await createService(testConfig(env), silentLog);
+  const service = await createService(testConfig(env), silentLog, opts);
   const { httpPort, grpcPort, metricsPort } = await service.start();
   return Object.assign(service, { port: httpPort, grpcPort, metricsPort });
 }

@@ -1,5 +1,6 @@
 /** Generated test images: catalog-style photos and hostile files, made with sharp at test time. */
 import sharp from 'sharp';
+import * as zlib from 'node:zlib';
 
 export interface Rect {
   left: number;
@@ -63,7 +64,7 @@ export function brightBox(pixels: ArrayLike<number>, size = 28, threshold = 64):
 
 /** A PNG whose header declares `width` x `height` pixels but carries almost no data: a decompression bomb probe. */
 export function pngDeclaring(width: number, height: number): Buffer {
-  const { crc32 } = require('node:zlib') as { crc32?: (b: Buffer) => number };
+  const { crc32 } = zlib as { crc32?: (b: Buffer) => number };
   const crc = (b: Buffer): number => {
     if (crc32) return crc32(b) >>> 0;
     let c = ~0;

@@ -17,6 +17,7 @@ import { call, clients } from '../grpc-clients';
 import { fixtureBytes, fixtureImages, ROOT } from '../helpers';
 import { replayDockerfile, type Stage } from '../support/dockerfile';
 import { freePort } from '../support/processes';
+import { pollUntil } from '../support/wait';
 
 /** This machine's environment minus what npm exports to scripts, which a Docker build would not have. */
 function hostEnv(): Record<string, string | undefined> {
@@ -88,14 +89,14 @@ describe('container image (Dockerfile replayed without Docker)', { timeout: 15 *
     child.stderr.on('data', (d) => (out += d));
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
     try {
-      const started = Date.now();
-      for (;;) {
-        const probe = spawnSync(image.healthcheck![0], image.healthcheck!.slice(1), { cwd: app, env, timeout: 3000, ...asUser });
-        if (probe.status === 0) break;
-        if (child.exitCode !== null) throw new Error(`the image's CMD exited: ${out}`);
-        if (Date.now() - started > 30_000) throw new Error(`HEALTHCHECK not passing after 30 s: ${out}`);
-        await new Promise((r) => setTimeout(r, 200));
-      }
+      // The image's own HEALTHCHECK is the probe a container runtime would run, so it is asked until it passes.
+      await pollUntil(
+        'the HEALTHCHECK passes',
+        () => spawnSync(image.healthcheck![0], image.healthcheck!.slice(1), { cwd: app, env, timeout: 3000, ...asUser }).status === 0,
+        { timeoutMs: 30_000, intervalMs: 200, stop: () => (child.exitCode !== null ? `the image's CMD exited: ${out}` : undefined) },
+      ).catch((err: Error) => {
+        throw new Error(`${err.message}: ${out}`);
+      });
 
       const [f] = fixtureImages();
       const form = new FormData();

@@ -20,6 +20,7 @@ import { after, before, describe, it } from 'node:test';
 import { ROOT } from '../helpers';
 import { type PromqlExpression, promqlInventory } from '../support/promql-inventory';
 import { type PrometheusProcess, query, type ServiceProcess, startPrometheus, startServiceProcess } from '../support/processes';
+import { pollUntil } from '../support/wait';
 
 const JOB = 'product-classifier';
 const RULES = path.join(ROOT, 'monitoring/prometheus/rules.yml');
@@ -51,18 +52,53 @@ async function values(prom: PrometheusProcess, expr: string): Promise<{ metric: 
   return r.data!.result.map((s) => ({ metric: s.metric, value: Number(s.value[1]) }));
 }
 
-/** Waits until Prometheus has scraped the service after `since` and evaluated the rules once more. */
+/**
+ * Until Prometheus has scraped the service after `since` (so that scrape saw
+ * all the traffic sent before it), then until every rule group has evaluated
+ * twice after that scrape was stored: the second round reads recording rules
+ * the first round wrote, as the alerts do. Prometheus is another process with
+ * no event to wait on, so its API is asked until that holds; nothing is
+ * assumed about how long a scrape or an evaluation takes.
+ */
 async function freshScrape(prom: PrometheusProcess, since: number): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const res = await fetch(`${prom.url}/api/v1/targets`);
-    const body = (await res.json()) as { data: { activeTargets: { lastScrape: string; health: string }[] } };
-    const t = body.data.activeTargets[0];
-    if (t && t.health === 'up' && Date.parse(t.lastScrape) > since + 1000) break;
-    if (Date.now() > deadline) throw new Error(`no fresh scrape: ${JSON.stringify(body.data.activeTargets)}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  await new Promise((r) => setTimeout(r, 2500)); // a rule evaluation (every 1 s) on that scrape
+  let storedAt = 0;
+  let targets: unknown;
+  await pollUntil(
+    'a scrape of the service after the traffic',
+    async () => {
+      const res = await fetch(`${prom.url}/api/v1/targets`);
+      const body = (await res.json()) as {
+        data: { activeTargets: { lastScrape: string; lastScrapeDuration: number; health: string }[] };
+      };
+      targets = body.data.activeTargets;
+      const t = body.data.activeTargets[0];
+      if (!t || t.health !== 'up' || !(Date.parse(t.lastScrape) > since + 1000)) return false;
+      storedAt = Date.parse(t.lastScrape) + 1000 * t.lastScrapeDuration;
+      return true;
+    },
+    { timeoutMs: 30_000, intervalMs: 250 },
+  ).catch((err: Error) => {
+    throw new Error(`${err.message}: ${JSON.stringify(targets)}`);
+  });
+  /** The latest group evaluation, once every group has evaluated after `t`. */
+  const everyGroupEvaluatedAfter = async (t: number): Promise<number | undefined> => {
+    const body = (await (await fetch(`${prom.url}/api/v1/rules`)).json()) as { data: { groups: { lastEvaluation: string }[] } };
+    const at = body.data.groups.map((g) => Date.parse(g.lastEvaluation));
+    return at.length > 0 && at.every((x) => x > t) ? Math.max(...at) : undefined;
+  };
+  let firstRound = 0;
+  await pollUntil(
+    'every rule group evaluated after that scrape',
+    async () => {
+      firstRound = (await everyGroupEvaluatedAfter(storedAt)) ?? 0;
+      return firstRound > 0;
+    },
+    { timeoutMs: 30_000, intervalMs: 250 },
+  );
+  await pollUntil('every rule group evaluated once more', async () => (await everyGroupEvaluatedAfter(firstRound)) !== undefined, {
+    timeoutMs: 30_000,
+    intervalMs: 250,
+  });
 }
 
 describe(

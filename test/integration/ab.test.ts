@@ -4,6 +4,7 @@
  * observed and estimated accuracy, and drift from /v1/ab.
  */
 import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
 import { cp, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -11,6 +12,7 @@ import request from 'supertest';
 import { AbRouter, parseRoutingConfig } from '../../src/routing/router';
 import { call, clients, type Clients } from '../grpc-clients';
 import { fixtureBytes, fixtureImages, startService, tempModelDir } from '../helpers';
+import { nextEvent } from '../support/wait';
 
 const TOKEN = 'ab-test-admin-token-000000';
 const CONFIG = {
@@ -170,17 +172,29 @@ describe('shadow traffic', () => {
         .set('Authorization', `Bearer ${TOKEN}`)
         .send({ experiment: 'shadowed', arms: [{ name: 'all', model: 'baseline', weight: 1 }], shadow: { model: 'twin', fraction: 1 } })
         .expect(200);
+      // A mirrored call runs after its answer and ends by counting its images (agree, disagree, dropped or
+      // error) in classifier_shadow_predictions_total: that count is the event each request waits for.
+      const counter = service.metrics.shadowPredictions;
+      const inc = counter.inc.bind(counter);
+      const counted = new EventEmitter();
+      let mirrored = 0;
+      counter.inc = ((labels: Record<string, string>, value?: number) => {
+        inc(labels, value);
+        mirrored += value ?? 1;
+        counted.emit('counted', mirrored);
+      }) as typeof counter.inc;
       const fixtures = fixtureImages().slice(0, 20);
-      for (const f of fixtures) {
-        const res = await api.post('/v1/classify').attach('image', fixtureBytes(f.file), f.file).expect(200);
-        assert.equal(res.body.model, 'baseline', 'the shadow never answers');
+      try {
+        for (const [i, f] of fixtures.entries()) {
+          const shadowed = nextEvent<number>(counted, 'counted', (n) => n >= i + 1, `the shadow call for ${f.file}`);
+          const res = await api.post('/v1/classify').attach('image', fixtureBytes(f.file), f.file).expect(200);
+          assert.equal(res.body.model, 'baseline', 'the shadow never answers');
+          await shadowed; // one shadow call at a time: none is dropped for piling up, however slow the machine
+        }
+      } finally {
+        counter.inc = inc as typeof counter.inc;
       }
-      let shadow: { served: string; shadow: string; compared: number; agreement: number }[] = [];
-      for (let i = 0; i < 100; i++) {
-        shadow = (await api.get('/v1/ab').expect(200)).body.shadow['1h'];
-        if (shadow[0]?.compared === fixtures.length) break;
-        await new Promise((r) => setTimeout(r, 20));
-      }
+      const shadow = (await api.get('/v1/ab').expect(200)).body.shadow['1h'];
       assert.deepEqual(shadow, [{ served: 'baseline', shadow: 'twin', compared: fixtures.length, agreement: 1 }]);
       const text = (await request(`http://127.0.0.1:${service.metricsPort}`).get('/metrics').expect(200)).text;
       assert.ok(

@@ -37,7 +37,7 @@ describe('hostile input', () => {
       RECEIPT_SECRET,
       MAX_IMAGE_BYTES: String(LIMITS.maxImageBytes),
       MAX_JSON_BYTES: String(LIMITS.maxJsonBytes),
-      MAX_BATCH_IMAGES: String(LIMITS.maxBatchImages),
+      CLASSIFY_MAX_IMAGES: String(LIMITS.maxBatchImages),
       GRPC_MAX_MESSAGE_BYTES: String(LIMITS.grpcMaxMessageBytes),
       LOG_LEVEL: 'info',
     });
@@ -53,10 +53,11 @@ describe('hostile input', () => {
     await service?.stop();
   });
 
-  const section = (name: string, s: Parameters<typeof sendCorpus>[2]) =>
+  const section = (name: string, s: Parameters<typeof sendCorpus>[2]) => {
     it(name, async () => {
       assert.ok((await sendCorpus(corpus, { port, grpc: grpcClients }, s)) > 0);
     });
+  };
   section('answers every file case the same way as multipart, base64 JSON and gRPC bytes', ['files']);
   section('answers every pixel-array case over JSON and gRPC', ['pixels']);
   section('answers every HTTP-only case', ['http']);

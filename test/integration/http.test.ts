@@ -15,7 +15,7 @@ describe('HTTP API', () => {
   const png = fixtureBytes(fixtures[0].file);
 
   before(async () => {
-    service = await startService({ ADMIN_TOKEN: TOKEN, MAX_BATCH_IMAGES: '16', MAX_IMAGE_BYTES: String(2 * 1024 * 1024) });
+    service = await startService({ ADMIN_TOKEN: TOKEN, CLASSIFY_MAX_IMAGES: '16', MAX_IMAGE_BYTES: String(2 * 1024 * 1024) });
     api = request(`http://127.0.0.1:${service.port}`);
   });
   after(async () => {

@@ -4,6 +4,11 @@
  * and by the routing file. Closed-loop HTTP and gRPC clients run throughout;
  * not one of their requests may fail, and each answer must come wholly from
  * one configuration.
+ *
+ * Nothing here waits for a time: each phase waits until every client has
+ * had requests answered in it (Traffic.everyWorkerSince / when), and the
+ * routing file's effects are awaited through the lines the service logs
+ * when it applies or refuses a config.
  */
 import assert from 'node:assert/strict';
 import { cp, readFile, rename, writeFile } from 'node:fs/promises';
@@ -11,17 +16,16 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
 import { createService, type Service } from '../../src/service';
 import { clients, type Clients } from '../grpc-clients';
 import { tempModelDir, testConfig } from '../helpers';
 import { describeFailures, grpcWorker, httpWorker, Traffic } from '../support/traffic';
+import { LogCapture } from '../support/wait';
 
 const TOKEN = 'under-load-admin-token-0123456789';
 const pixels = Array.from({ length: 784 }, (_, i) => (i * 7) % 256);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Traffic still running when a test fails is stopped by the suite's after(). */
 const traffics: Traffic[] = [];
 
@@ -99,34 +103,38 @@ async function serve(env: Record<string, string>, log: pino.Logger): Promise<Run
 describe('model versions changed under load', () => {
   let dir: string;
   let s: Running;
-  const logLines: string[] = [];
+  // Errors only: the request lines (one per call at info) are dropped as they come.
+  const log = new LogCapture((l) => l.level >= 50);
 
   before(async () => {
     dir = await tempModelDir();
-    const log = pino({ level: 'info' }, new Writable({ write: (c, _e, cb) => (logLines.push(String(c)), cb()) }));
-    s = await serve({ MODEL_DIR: dir, ADMIN_TOKEN: TOKEN, LOG_LEVEL: 'info' }, log);
+    s = await serve({ MODEL_DIR: dir, ADMIN_TOKEN: TOKEN, LOG_LEVEL: 'info' }, pino({ level: 'info' }, log.stream));
   });
 
   after(() => s.close());
 
   it('adds, replaces and refuses versions without failing a request', async () => {
     const body = { pixels, model: 'baseline' };
-    const traffic = new Traffic([
+    const workers = [
       ...Array.from({ length: 6 }, () => httpWorker(s.port, s.agent, '/v1/classify', body)),
       httpWorker(s.port, s.agent, '/v1/classify/batch', { images: [{ pixels }, { pixels }, { pixels }], model: 'baseline' }),
       ...Array.from({ length: 3 }, () =>
         grpcWorker(s.grpc.product, 'Classify', { image: { pixels: { values: pixels } }, model: 'baseline' }),
       ),
-    ]);
+    ];
+    const traffic = new Traffic(workers);
     traffics.push(traffic);
-    await sleep(300);
+    // Each phase lasts until every client has sent a request in it and had it answered.
+    const everyClientServed = () => traffic.everyWorkerSince(traffic.mark());
+    await everyClientServed();
 
     // A new version: loaded first, then swapped in; requests without a version move to it.
+    const beforeAdd = performance.now();
     await copyVersion(dir, 'baseline', '1', '2');
     const added = await admin(s.port, 'POST', '/v1/admin/models/reload');
     assert.deepEqual(added.body.loaded, ['baseline/2']);
     const afterAdd = performance.now();
-    await sleep(300);
+    await everyClientServed();
 
     // A corrupt new version: refused by its checksum; version 2 keeps serving.
     const bad = await copyVersion(dir, 'baseline', '1', '3');
@@ -141,7 +149,7 @@ describe('model versions changed under load', () => {
       ['baseline/3'],
     );
     assert.match(refused.body.failed[0].error, /model\.onnx does not match its sha256/);
-    await sleep(300);
+    await everyClientServed();
 
     // Version 2 replaced in place (a new manifest): the old copy retires once its requests are done.
     await editManifest(path.join(dir, 'baseline', '2'), (m) => {
@@ -149,7 +157,7 @@ describe('model versions changed under load', () => {
     });
     const replaced = await admin(s.port, 'POST', '/v1/admin/models/reload');
     assert.deepEqual(replaced.body.loaded, ['baseline/2']);
-    await sleep(300);
+    await everyClientServed();
 
     // Version 2 replaced in place by a broken copy: refused, the running copy stays.
     await editManifest(path.join(dir, 'baseline', '2'), (m) => {
@@ -160,17 +168,18 @@ describe('model versions changed under load', () => {
       'baseline/2',
       'baseline/3',
     ]);
-    await sleep(300);
+    await everyClientServed();
 
     const outcomes = await traffic.stop();
-    assert.ok(outcomes.length > 200, `enough traffic to mean something (${outcomes.length})`);
+    assert.equal(outcomes.length, traffic.sent, 'every request sent was answered');
     assert.equal(outcomes.filter((o) => !o.ok).length, 0, describeFailures(outcomes));
+    const clients = (os: typeof outcomes) => new Set(os.map((o) => o.worker)).size;
+    const early = outcomes.filter((o) => o.answeredAt < beforeAdd);
+    assert.equal(clients(early), workers.length, 'every client was answered before the first reload');
+    assert.deepEqual([...new Set(early.map((o) => o.version))], ['1'], 'by version 1');
     const late = traffic.sentAfter(afterAdd);
-    assert.ok(late.length > 0 && late.every((o) => o.version === '2'), 'after the reload every answer comes from version 2');
-    assert.ok(
-      outcomes.some((o) => o.version === '1'),
-      'version 1 served before',
-    );
+    assert.equal(clients(late), workers.length, 'every client sent requests after the reload');
+    assert.deepEqual([...new Set(late.map((o) => o.version))], ['2'], 'after the reload every answer comes from version 2');
 
     const metrics = await (await fetch(`http://127.0.0.1:${s.metricsPort}/metrics`)).text();
     assert.match(metrics, /classifier_model_load_failures_total\{model="baseline",version="3"\} 3/); // refused at each of the 3 reloads after it appeared
@@ -178,7 +187,7 @@ describe('model versions changed under load', () => {
     // The state the ClassifierModelRefused alert reads: both refused at the last reload.
     assert.match(metrics, /classifier_model_load_failed\{model="baseline",version="2"\} 1/);
     assert.match(metrics, /classifier_model_load_failed\{model="baseline",version="3"\} 1/);
-    const failures = logLines.map((l) => JSON.parse(l)).filter((l) => l.level === 50 && l.model === 'baseline');
+    const failures = log.lines.filter((l) => l.model === 'baseline');
     assert.deepEqual(failures.map((l) => `${l.version}: ${l.msg}`).sort(), [
       '2: model reload failed; previous copy keeps serving',
       '3: model load failed',
@@ -213,49 +222,67 @@ describe('A/B config changed under load', () => {
     'b-candidate': 'dendritic',
   };
   let s: Running;
+  // The routing source's own lines: it logs each config it applies or refuses.
+  const log = new LogCapture((l) => typeof l.msg === 'string' && l.msg.startsWith('routing config'));
 
   before(async () => {
     await writeFile(file, JSON.stringify(configA));
-    s = await serve({ ADMIN_TOKEN: TOKEN, ROUTING_FILE: file, ROUTING_POLL_MS: '50' }, pino({ level: 'silent' }));
+    s = await serve(
+      { ADMIN_TOKEN: TOKEN, ROUTING_FILE: file, ROUTING_POLL_MS: '50', LOG_LEVEL: 'info' },
+      pino({ level: 'info' }, log.stream),
+    );
   });
 
   after(() => s.close());
 
   it('switches whole configs atomically, by the admin route and by the file', async () => {
-    const traffic = new Traffic([
+    const workers = [
       ...Array.from({ length: 4 }, () => httpWorker(s.port, s.agent, '/v1/classify', { pixels })),
       ...Array.from({ length: 2 }, () =>
         httpWorker(s.port, s.agent, '/v1/classify/batch', { images: Array.from({ length: 8 }, () => ({ pixels })) }),
       ),
       ...Array.from({ length: 2 }, () => grpcWorker(s.grpc.product, 'Classify', { image: { pixels: { values: pixels } } })),
       grpcWorker(s.grpc.product, 'ClassifyBatch', { images: Array.from({ length: 8 }, () => ({ pixels: { values: pixels } })) }),
-    ]);
+    ];
+    const traffic = new Traffic(workers);
     traffics.push(traffic);
-    await sleep(300);
+    const everyClientServed = () => traffic.everyWorkerSince(traffic.mark());
+    await everyClientServed();
+
     const beforePut = performance.now();
     const put = await admin(s.port, 'PUT', '/v1/admin/routing', configB);
     assert.equal(put.status, 200);
     const afterPut = performance.now();
-    await sleep(300);
+    await everyClientServed();
 
     // The file: a half-written config is refused and B stays; the complete one (renamed into place) applies.
+    const refusedFrom = log.mark();
     await writeFile(file, JSON.stringify(configA).slice(0, 40));
-    await sleep(300);
+    await log.waitFor(
+      (l) => l.msg === 'routing config refused; the previous one stays in force' && /not valid JSON/.test(String(l.error)),
+      {
+        from: refusedFrom,
+        what: 'the half-written routing file refused',
+      },
+    );
     const status = await admin(s.port, 'GET', '/v1/admin/routing');
     assert.equal(status.body.config.experiment, 'config-b');
     assert.match(status.body.lastError.message, /not valid JSON/);
+    await everyClientServed(); // served while the refused file is in place
     const beforeFile = performance.now();
+    const appliedFrom = log.mark();
     await writeFile(`${file}.new`, JSON.stringify(configA));
     await rename(`${file}.new`, file);
-    let appliedAt = 0;
-    for (let i = 0; i < 100 && !appliedAt; i++) {
-      await sleep(20);
-      if ((await admin(s.port, 'GET', '/v1/admin/routing')).body.config.experiment === 'config-a') appliedAt = performance.now();
-    }
-    assert.ok(appliedAt > 0, 'the renamed file was applied');
-    await sleep(300);
+    // Logged once the new selector is in force: anything sent after this is routed by config A.
+    await log.waitFor((l) => l.msg === 'routing config applied' && l.source === 'file' && l.experiment === 'config-a', {
+      from: appliedFrom,
+      what: 'the renamed routing file applied',
+    });
+    const appliedAt = performance.now();
+    await everyClientServed();
 
     const outcomes = await traffic.stop();
+    assert.equal(outcomes.length, traffic.sent, 'every request sent was answered');
     assert.equal(outcomes.filter((o) => !o.ok).length, 0, describeFailures(outcomes));
     for (const o of outcomes) {
       const arms = o.arms ?? [o.arm!];
@@ -267,13 +294,23 @@ describe('A/B config changed under load', () => {
       assert.equal(o.model, modelOf[o.arm!], `arm ${o.arm} answered by ${o.model}`);
     }
     const configOf = (o: (typeof outcomes)[number]) => o.arm!.split('-')[0];
+    const clients = (os: typeof outcomes) => new Set(os.map((o) => o.worker)).size;
     const beforeB = outcomes.filter((o) => o.answeredAt < beforePut);
-    assert.ok(beforeB.length > 20 && beforeB.every((o) => configOf(o) === 'a'), 'config A served until the PUT');
-    const duringB = outcomes.filter((o) => o.sentAt > afterPut && o.answeredAt < beforeFile);
-    assert.ok(duringB.length > 20 && duringB.every((o) => configOf(o) === 'b'), 'every request sent after the PUT answered under config B');
-    const backToA = outcomes.filter((o) => o.sentAt > appliedAt);
+    assert.equal(clients(beforeB), workers.length, 'every client was answered before the PUT');
     assert.ok(
-      backToA.length > 20 && backToA.every((o) => configOf(o) === 'a'),
+      beforeB.every((o) => configOf(o) === 'a'),
+      'config A served until the PUT',
+    );
+    const duringB = outcomes.filter((o) => o.sentAt > afterPut && o.answeredAt < beforeFile);
+    assert.equal(clients(duringB), workers.length, 'every client was answered between the PUT and the file');
+    assert.ok(
+      duringB.every((o) => configOf(o) === 'b'),
+      'every request sent after the PUT answered under config B, the refused file notwithstanding',
+    );
+    const backToA = outcomes.filter((o) => o.sentAt > appliedAt);
+    assert.equal(clients(backToA), workers.length, 'every client sent requests after the file applied');
+    assert.ok(
+      backToA.every((o) => configOf(o) === 'a'),
       'every request sent after the file applied answered under config A',
     );
   });

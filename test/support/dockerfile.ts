@@ -228,7 +228,7 @@ export function replayDockerfile(opts: ReplayOptions): Stage[] {
           });
         } catch (err) {
           const e = err as { stdout?: Buffer; stderr?: Buffer; message: string };
-          throw new Error(`${where} failed: ${e.message}\n${e.stdout ?? ''}${e.stderr ?? ''}`);
+          throw new Error(`${where} failed: ${e.message}\n${e.stdout ?? ''}${e.stderr ?? ''}`, { cause: err });
         }
         break;
       }

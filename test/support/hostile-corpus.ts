@@ -11,7 +11,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import sharp, { type Sharp } from 'sharp';
-import { ReceiptSigner } from '../../src/monitoring/receipts';
+import { ReceiptSigner } from '../../src/feedback/receipts';
 import { pngDeclaring } from '../images';
 
 /** gRPC status numbers used below. */
@@ -465,7 +465,7 @@ export async function hostileCorpus(limits: CorpusLimits): Promise<Corpus> {
       path: '/v1/classify',
       headers: ct(twoFiles.type),
       body: twoFiles.body,
-      expect: invalid(/too many images|unexpected file field/),
+      expect: invalid(/a request holds at most 1 image\b/),
     },
     {
       name: 'JSON batch over the image limit',
@@ -481,7 +481,7 @@ export async function hostileCorpus(limits: CorpusLimits): Promise<Corpus> {
       path: '/v1/classify/batch',
       headers: ct(manyFiles.type),
       body: manyFiles.body,
-      expect: invalid(new RegExp(`at most ${limits.maxBatchImages} per request`)),
+      expect: invalid(new RegExp(`a request holds at most ${limits.maxBatchImages} images`)),
     },
     {
       name: 'empty batch',

@@ -4,6 +4,7 @@ import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { ROOT } from '../helpers';
+import { pollUntil } from './wait';
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -41,13 +42,19 @@ function start(cmd: string, args: string[], env: Record<string, string | undefin
   };
 }
 
+/**
+ * Until another process answers its readiness probe. It offers no event to
+ * wait on (the service logs "ready" only at LOG_LEVEL info), so this asks
+ * until it is ready; no assertion depends on how long that took.
+ */
 async function until(what: string, child: Child, probe: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
-  const started = Date.now();
-  for (;;) {
-    if (await probe().catch(() => false)) return;
-    if (child.child.exitCode !== null) throw new Error(`${what} exited during start: ${child.output()}`);
-    if (Date.now() - started > timeoutMs) throw new Error(`${what} not ready after ${timeoutMs} ms: ${child.output()}`);
-    await new Promise((r) => setTimeout(r, 100));
+  try {
+    await pollUntil(`${what} ready`, probe, {
+      timeoutMs,
+      stop: () => (child.child.exitCode !== null ? `exited during start` : undefined),
+    });
+  } catch (err) {
+    throw new Error(`${(err as Error).message}: ${child.output()}`, { cause: err });
   }
 }
 

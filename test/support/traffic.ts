@@ -3,6 +3,10 @@
  * sending one request after another over HTTP (keep-alive) or gRPC and
  * recording every outcome, until stopped (or until a worker is refused, for
  * the shutdown test, as a client that moves to another replica would).
+ *
+ * Tests do not let it run "for a while": they wait, with `when`, for the
+ * outcomes they need (every worker answered since a mark, N answers sent
+ * after some moment), which is an event, however fast the machine is.
  */
 import http from 'node:http';
 import { performance } from 'node:perf_hooks';
@@ -26,6 +30,8 @@ export interface Outcome {
   arm?: string;
   /** For batch answers: the arm of each item. */
   arms?: string[];
+  /** Which worker of the Traffic sent it (set by Traffic). */
+  worker?: number;
 }
 
 export type Worker = () => Promise<Outcome>;
@@ -125,15 +131,29 @@ export function grpcWorker(client: grpc.Client & Record<string, any>, method: st
 export class Traffic {
   private running = true;
   private readonly loops: Promise<void>[];
+  private readonly waiters = new Set<() => void>();
   readonly outcomes: Outcome[] = [];
+  /** Requests sent so far; each one gets exactly one outcome. */
+  sent = 0;
+  /** Outcomes recorded per worker. */
+  readonly perWorker: number[];
 
   /** Start every worker now; a worker stops by itself once `until` says so of one of its outcomes. */
   constructor(workers: Worker[], until: (o: Outcome) => boolean = () => false) {
-    this.loops = workers.map(async (work) => {
-      while (this.running) {
-        const o = await work();
-        this.outcomes.push(o);
-        if (until(o)) return;
+    this.perWorker = workers.map(() => 0);
+    this.loops = workers.map(async (work, worker) => {
+      try {
+        while (this.running) {
+          this.sent++;
+          const o = await work();
+          o.worker = worker;
+          this.outcomes.push(o);
+          this.perWorker[worker]++;
+          this.wake();
+          if (until(o)) return;
+        }
+      } finally {
+        this.wake();
       }
     });
   }
@@ -141,6 +161,49 @@ export class Traffic {
   /** Outcomes of requests sent after `t` (performance.now()). */
   sentAfter(t: number): Outcome[] {
     return this.outcomes.filter((o) => o.sentAt > t);
+  }
+
+  /** Outcomes recorded per worker so far, to pass to `everyWorkerSince`. */
+  mark(): number[] {
+    return [...this.perWorker];
+  }
+
+  /**
+   * Resolves once `cond` holds of the outcomes so far. It is checked each
+   * time an outcome is recorded (an event), never on a clock; it fails if
+   * every worker has stopped first, or after `timeoutMs` (a safety net).
+   */
+  when(cond: (outcomes: Outcome[]) => boolean, what: string, timeoutMs = 120_000): Promise<void> {
+    let waiter: () => void = () => undefined;
+    let timer: NodeJS.Timeout | undefined;
+    let stopped = false;
+    void Promise.all(this.loops).then(() => {
+      stopped = true;
+      waiter();
+    });
+    return new Promise<void>((resolve, reject) => {
+      waiter = () => {
+        if (cond(this.outcomes)) resolve();
+        else if (stopped) reject(new Error(`traffic stopped before ${what} (${this.outcomes.length} outcomes)`));
+      };
+      timer = setTimeout(
+        () => reject(new Error(`still waiting after ${timeoutMs} ms for ${what} (${this.outcomes.length} outcomes)`)),
+        timeoutMs,
+      );
+      this.waiters.add(waiter);
+      waiter();
+    }).finally(() => {
+      clearTimeout(timer);
+      this.waiters.delete(waiter);
+    });
+  }
+
+  /**
+   * Every worker has had `n` more outcomes than at `mark`: with n >= 2, each
+   * one has also sent a request after the mark and had it answered.
+   */
+  everyWorkerSince(mark: number[], n = 2): Promise<void> {
+    return this.when(() => this.perWorker.every((k, w) => k >= mark[w] + n), `${n} more outcomes from every worker`);
   }
 
   async stop(): Promise<Outcome[]> {
@@ -153,6 +216,10 @@ export class Traffic {
   async finished(): Promise<Outcome[]> {
     await Promise.all(this.loops);
     return this.outcomes;
+  }
+
+  private wake(): void {
+    for (const w of [...this.waiters]) w();
   }
 }
 

@@ -1,7 +1,16 @@
-/** Dynamic micro-batching, driven by a scripted runtime whose calls finish when the test says. */
+/**
+ * Dynamic micro-batching, driven by a scripted runtime whose calls finish
+ * when the test says, on a clock the test sets: the batcher takes `now` as
+ * a parameter, and its queue-delay timer is node:test's mock setTimeout,
+ * which fires only when the test advances it. No test waits for real time.
+ *
+ * `tick` is not a wait for time either: the batcher dispatches in
+ * setImmediate (after the event loop's I/O phase, by design), and two
+ * turns are exactly the points at which it has dispatched what it will.
+ */
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
-import { ServiceError } from '../../src/core/errors';
+import { afterEach, beforeEach, describe, it, mock } from 'node:test';
+import type { ServiceError } from '../../src/core/errors';
 import { type BatchCall, type BatcherOptions, DynamicBatcher } from '../../src/models/batcher';
 
 /** A runtime that records each call and holds it until released; output row i = 10 * input row i. */
@@ -28,6 +37,10 @@ const tick = async () => {
 const one = (v: number) => Float32Array.of(v);
 
 describe('dynamic batcher', () => {
+  // No real timer anywhere: a request that waited for the queue delay would never be dispatched.
+  beforeEach(() => mock.timers.enable({ apis: ['setTimeout'] }));
+  afterEach(() => mock.timers.reset());
+
   it('runs a lone request in the same event-loop turn, without waiting for company', async () => {
     const rt = scriptedRuntime();
     const b = new DynamicBatcher(rt.run, { inputSize: 1, outputSize: 1 }, { ...OPTS, maxQueueDelayMs: 500 });
@@ -149,12 +162,23 @@ describe('dynamic batcher', () => {
     await tick();
     const c = b.submit(one(2), 1); // a second slot is free, but a call is in flight: wait to fill
     await tick();
-    assert.equal(rt.calls.length, 1);
-    now = 25;
-    await new Promise((r) => setTimeout(r, 40));
+    assert.equal(rt.calls.length, 1, 'the short batch waits');
+    // Its timer fires early (10 ms on the batcher's clock): it looks again and keeps waiting.
+    now = 10;
+    mock.timers.tick(20);
+    await tick();
+    assert.equal(rt.calls.length, 1, 'not before the oldest request has waited maxQueueDelayMs');
+    const d = b.submit(one(3), 1); // joins the waiting batch
+    now = 20;
+    mock.timers.tick(10);
+    await tick();
     assert.equal(rt.calls.length, 2, 'dispatched once the oldest waited maxQueueDelayMs');
+    assert.deepEqual(rt.calls[1].input, [2, 3], 'with what arrived meanwhile');
     rt.calls[0].release();
     rt.calls[1].release();
-    await Promise.all([a, c]);
+    assert.deepEqual(
+      (await Promise.all([a, c, d])).map((o) => Array.from(o)),
+      [[10], [20], [30]],
+    );
   });
 });

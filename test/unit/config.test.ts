@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ConfigError, loadConfig } from '../../src/config';
+import { ConfigError, loadConfig, RENAMED } from '../../src/config';
 
 describe('config', () => {
   it('has the contract defaults and is frozen', () => {
@@ -20,6 +20,42 @@ describe('config', () => {
     );
     assert.throws(() => loadConfig({ RUNTIME: 'torch' }), /RUNTIME=torch must be one of onnx, tfjs/);
     assert.throws(() => loadConfig({ ADMIN_TOKEN: 'short' }), /ADMIN_TOKEN/);
-    assert.throws(() => loadConfig({ MAX_BATCH_IMAGES: '0' }), /MAX_BATCH_IMAGES/);
+    assert.throws(() => loadConfig({ CLASSIFY_MAX_IMAGES: '0' }), /CLASSIFY_MAX_IMAGES=0/);
+    // A bad value under an old name is reported under the name that was set.
+    assert.throws(() => loadConfig({ MAX_BATCH_IMAGES: '0' }), /MAX_BATCH_IMAGES=0/);
+  });
+
+  it('reads the renamed variables under their new names, and the old ones with a warning', () => {
+    const quiet: string[] = [];
+    const c = loadConfig(
+      { CLASSIFY_MAX_IMAGES: '16', BATCHER_MAX_SIZE: '8', BATCHER_MAX_DELAY_MS: '2', BATCHER_MAX_QUEUE: '99', BATCHER_CONCURRENCY: '3' },
+      (m) => quiet.push(m),
+    );
+    assert.deepEqual(
+      [c.classifyMaxImages, c.batcherMaxSize, c.batcherMaxDelayMs, c.batcherMaxQueue, c.batcherConcurrency],
+      [16, 8, 2, 99, 3],
+    );
+    assert.deepEqual(quiet, []);
+
+    const warnings: string[] = [];
+    const old = loadConfig(
+      { MAX_BATCH_IMAGES: '16', BATCH_MAX_IMAGES: '8', BATCH_MAX_DELAY_MS: '2', QUEUE_MAX_IMAGES: '99', BATCH_CONCURRENCY: '3' },
+      (m) => warnings.push(m),
+    );
+    assert.deepEqual(
+      [old.classifyMaxImages, old.batcherMaxSize, old.batcherMaxDelayMs, old.batcherMaxQueue, old.batcherConcurrency],
+      [16, 8, 2, 99, 3],
+    );
+    assert.equal(warnings.length, Object.keys(RENAMED).length);
+    for (const [name, was] of Object.entries(RENAMED))
+      assert.ok(
+        warnings.some((w) => w.includes(was) && w.includes(name)),
+        `${was} -> ${name}`,
+      );
+
+    // Both set: the new name wins, and the old one still warns.
+    const both: string[] = [];
+    assert.equal(loadConfig({ CLASSIFY_MAX_IMAGES: '5', MAX_BATCH_IMAGES: '7' }, (m) => both.push(m)).classifyMaxImages, 5);
+    assert.equal(both.length, 1);
   });
 });

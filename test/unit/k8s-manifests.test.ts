@@ -121,7 +121,7 @@ async function modelClass(apiVersion: string, kind: string): Promise<any> {
   try {
     m = await importEsm(mod);
   } catch (err) {
-    throw new Error(`no schema module for apiVersion ${apiVersion} (${mod}): ${(err as Error).message}`);
+    throw new Error(`no schema module for apiVersion ${apiVersion} (${mod}): ${(err as Error).message}`, { cause: err });
   }
   const cls = m[kind];
   if (typeof cls !== 'function') throw new Error(`no schema for ${kind} in ${apiVersion}`);
@@ -137,7 +137,7 @@ async function validateObject(obj: K8sObject): Promise<void> {
   try {
     model.validate();
   } catch (err) {
-    throw new Error(`${obj.kind}/${obj.metadata?.name} fails the ${obj.apiVersion} schema: ${(err as Error).message}`);
+    throw new Error(`${obj.kind}/${obj.metadata?.name} fails the ${obj.apiVersion} schema: ${(err as Error).message}`, { cause: err });
   }
 }
 

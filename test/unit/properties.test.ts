@@ -14,11 +14,12 @@ import type { DataPlane, ModelInfo } from '../../src/core/dataplane';
 import { type ErrorCode, ServiceError } from '../../src/core/errors';
 import type { BatchItem, Classification, ImageInput } from '../../src/core/types';
 import { validatePixels } from '../../src/preprocess/preprocessor';
-import { ReceiptSigner } from '../../src/monitoring/receipts';
+import { ReceiptSigner } from '../../src/feedback/receipts';
 import { decodeInputs, joinLengthPrefixed, splitLengthPrefixed } from '../../src/transport/grpc/oip';
 import { flattenData, jsonInputs } from '../../src/transport/http/oip-routes';
 import { decodeBase64, imageFromJson, optionsFrom, requireJsonObject } from '../../src/transport/http/parse';
-import { checkShape, elementCount, imagesFrom, infer, OUTPUTS, outputsFrom, requestedOutputs } from '../../src/transport/oip/codec';
+import { checkShape, elementCount, imagesFrom, OUTPUTS, outputsFrom, requestedOutputs } from '../../src/transport/oip/codec';
+import { OipService } from '../../src/transport/oip/service';
 
 const RUNS = { numRuns: 300 };
 
@@ -932,7 +933,7 @@ describe('Open Inference Protocol v2 tensor decoding (property)', () => {
             },
           } as unknown as DataPlane;
           const inputs = jsonInputs(JSON.parse(JSON.stringify({ inputs: [t.tensor] })));
-          const run = infer(dataplane, { model: 'baseline', inputs, transport: 'oip-http' }).then(
+          const run = new OipService(dataplane, { name: 'test', version: '0' }).infer({ model: 'baseline', inputs }).then(
             (value) => ({ ok: true as const, value }),
             (error: unknown) => {
               assert.ok(error instanceof ServiceError, String(error));

@@ -1,9 +1,9 @@
 /** Signed prediction ids, the feedback dedup set, and label resolution. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { resolveLabel } from '../../src/core/dataplane';
+import { resolveLabel } from '../../src/feedback/feedback';
 import { ServiceError } from '../../src/core/errors';
-import { ReceiptSigner, SeenIds } from '../../src/monitoring/receipts';
+import { ReceiptSigner, SeenIds } from '../../src/feedback/receipts';
 
 const SECRET = Buffer.from('a-test-secret-of-32-bytes-length');
 const LABELS = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];

@@ -176,12 +176,16 @@ describe('drift perturbations', () => {
     assert.ok(meta.width! >= 280 && meta.width! < 400, `width ${meta.width}`);
     const { data, info } = await sharp(jpeg).grayscale().raw().toBuffer({ resolveWithObject: true });
     assert.ok(data[0] > 240, 'white corner');
-    // The bar's middle (column 11.5, row 14 of 28) in the photo's coordinates.
+    // 28 px scaled 10x to 280, with a white margin of a tenth of that (28 px) on every side.
     const scale = 10;
-    const margin = (info.width - 28 * scale) / 2;
+    const margin = 28;
+    assert.deepEqual([info.width, info.height], [28 * scale + 2 * margin, 28 * scale + 2 * margin]);
+    // The bar's middle (column 11.5, row 14 of 28) in the photo's coordinates.
     const centre = data[Math.round(margin + 14 * scale) * info.width + Math.round(margin + 11.5 * scale)];
     assert.ok(centre < 100, `the item is dark (${centre})`);
-    assert.equal(info.width, 28 * scale + 2 * margin);
+    // Beside the item, inside the margin: white.
+    const besideItem = data[Math.round(margin + 14 * scale) * info.width + Math.round(margin / 2)];
+    assert.ok(besideItem > 240, `the margin is white (${besideItem})`);
   });
 });
 

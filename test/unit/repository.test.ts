@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
 import { cp, rm, writeFile, appendFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -7,15 +8,17 @@ import { ModelRepository } from '../../src/models/repository';
 import type { InferenceRuntime, RuntimeFactory } from '../../src/models/runtime';
 import { OnnxRuntimeFactory } from '../../src/models/onnx-runtime';
 import { silentLog, tempModelDir } from '../helpers';
+import { nextEvent } from '../support/wait';
 
-/** Records which runtimes were disposed, so retirement after in-flight work can be observed. */
+/** Records which runtimes were disposed, and tells when one is, so retirement after in-flight work can be awaited. */
 class RecordingFactory implements RuntimeFactory {
   readonly format = 'onnx' as const;
   readonly backend = 'recording';
   readonly disposed: string[] = [];
+  readonly events = new EventEmitter();
   async load(_dir: string, manifest: Manifest): Promise<InferenceRuntime> {
     const id = `${manifest.name}/${manifest.version}`;
-    const disposed = this.disposed;
+    const { disposed, events } = this;
     return {
       format: 'onnx',
       backend: 'recording',
@@ -24,6 +27,7 @@ class RecordingFactory implements RuntimeFactory {
       },
       async dispose() {
         disposed.push(id);
+        events.emit('disposed', id);
       },
     };
   }
@@ -87,9 +91,10 @@ describe('model repository', () => {
     assert.deepEqual(report.loaded, ['baseline/1']);
     assert.notEqual(repo.acquire('baseline').model, before);
     assert.deepEqual(factory.disposed, [], 'old copy still has a request in flight');
+    const retired = nextEvent(factory.events, 'disposed', undefined, 'the old copy disposed');
     inFlight.release();
-    await new Promise((r) => setImmediate(r));
-    assert.deepEqual(factory.disposed, ['baseline/1']);
+    assert.equal(await retired, 'baseline/1', 'the old copy retires once its last request is done');
+    assert.deepEqual(factory.disposed, ['baseline/1'], 'and only it');
     await repo.close();
   });
 

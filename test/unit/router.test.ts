@@ -4,9 +4,10 @@ import { mkdtemp, rename, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import pino from 'pino';
 import { AbRouter, bucketOf, fnv1a32, parseRoutingConfig, RoutingConfigError } from '../../src/routing/router';
 import { RoutingSource } from '../../src/routing/routing-source';
-import { silentLog } from '../helpers';
+import { type LogLine, LogCapture } from '../support/wait';
 
 const MODELS = ['baseline', 'dendritic'];
 const config = (weights: number[], extra: Record<string, unknown> = {}) =>
@@ -23,7 +24,7 @@ function split(router: AbRouter, n: number, key = (i: number) => `user-${i}`): M
   const counts = new Map<string, number>();
   for (let i = 0; i < n; i++) {
     const s = router.select({ routingKey: key(i) });
-    const arm = s.inExperiment ? s.arm : 'out';
+    const arm = s.experiment !== undefined ? s.arm : 'out';
     counts.set(arm, (counts.get(arm) ?? 0) + 1);
   }
   return counts;
@@ -99,14 +100,14 @@ describe('AbRouter', () => {
     const counts = split(router, 50_000);
     assert.ok(Math.abs((counts.get('out') ?? 0) / 50_000 - 0.8) < 0.01);
     assert.ok(Math.abs((counts.get('candidate') ?? 0) / 50_000 - 0.1) < 0.01);
-    const outside = Array.from({ length: 2000 }, (_, i) => router.select({ routingKey: `z${i}` })).find((s) => !s.inExperiment)!;
+    const outside = Array.from({ length: 2000 }, (_, i) => router.select({ routingKey: `z${i}` })).find((s) => s.experiment === undefined)!;
     assert.equal(outside.arm, 'control');
     assert.equal(outside.model, 'baseline');
     // Growing the ramp keeps everyone already in the experiment on their arm.
     const wider = new AbRouter(config([0.5, 0.5], { coverage: 0.5 }));
     for (let i = 0; i < 5000; i++) {
       const s = router.select({ routingKey: `r${i}` });
-      if (s.inExperiment) assert.equal(wider.select({ routingKey: `r${i}` }).arm, s.arm);
+      if (s.experiment !== undefined) assert.equal(wider.select({ routingKey: `r${i}` }).arm, s.arm);
     }
   });
 
@@ -121,7 +122,6 @@ describe('AbRouter', () => {
       model: 'dendritic',
       version: '1',
       arm: 'explicit',
-      inExperiment: false,
     });
   });
 });
@@ -173,29 +173,45 @@ describe('RoutingSource', () => {
   it('loads the file, follows its changes, and keeps the old config when a new one is invalid', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'pc-routing-'));
     const file = path.join(dir, 'routing.json');
-    const source = new RoutingSource({ file, defaultModel: 'baseline', knownModels: () => MODELS, log: silentLog, pollMs: 20 });
+    // Each change is awaited through the line the source logs when it applies or refuses a config.
+    const log = new LogCapture();
+    const source = new RoutingSource({
+      file,
+      defaultModel: 'baseline',
+      knownModels: () => MODELS,
+      log: pino({ level: 'info' }, log.stream),
+      pollMs: 20,
+    });
     assert.equal(source.select({ routingKey: 'k' }).arm, 'default');
     // Written as a ConfigMap update does: a new file renamed into place.
     const put = async (value: unknown) => {
       await writeFile(`${file}.tmp`, typeof value === 'string' ? value : JSON.stringify(value));
       await rename(`${file}.tmp`, file);
     };
-    const waitFor = async (cond: () => boolean) => {
-      for (let i = 0; i < 200 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
-      assert.ok(cond());
+    const applied = (experiment: string) => (l: LogLine) => l.msg === 'routing config applied' && l.experiment === experiment;
+    const refused = (why: RegExp) => (l: LogLine) =>
+      l.msg === 'routing config refused; the previous one stays in force' && why.test(String(l.error));
+    const putAndSee = async (value: unknown, logged: (l: LogLine) => boolean, what: string) => {
+      const from = log.mark();
+      await put(value);
+      await log.waitFor(logged, { from, what });
     };
     await put({ experiment: 'e1', arms: [{ name: 'only', model: 'dendritic', weight: 1 }] });
-    await source.start();
+    await source.start(); // reads the file before it resolves
     try {
       assert.equal(source.select({ routingKey: 'k' }).model, 'dendritic');
       assert.equal(source.status().source, 'file');
-      await put({ experiment: 'e2', arms: [{ name: 'back', model: 'baseline', weight: 1 }] });
-      await waitFor(() => source.select({ routingKey: 'k' }).arm === 'back');
-      await put('{ not json');
-      await waitFor(() => source.status().lastError !== undefined);
+      await putAndSee({ experiment: 'e2', arms: [{ name: 'back', model: 'baseline', weight: 1 }] }, applied('e2'), 'e2 applied');
+      assert.equal(source.select({ routingKey: 'k' }).arm, 'back');
+      await putAndSee('{ not json', refused(/not valid JSON/), 'the broken file refused');
       assert.match(source.status().lastError!.message, /not valid JSON/);
-      await put({ experiment: 'e3', arms: [{ name: 'x', model: 'ghost', weight: 1 }] });
-      await waitFor(() => /ghost/.test(source.status().lastError?.message ?? ''));
+      assert.equal(source.select({ routingKey: 'k' }).arm, 'back', 'the last valid config stays in force');
+      await putAndSee(
+        { experiment: 'e3', arms: [{ name: 'x', model: 'ghost', weight: 1 }] },
+        refused(/ghost/),
+        'the unknown model refused',
+      );
+      assert.match(source.status().lastError!.message, /ghost/);
       assert.equal(source.select({ routingKey: 'k' }).arm, 'back', 'the last valid config stays in force');
       assert.throws(() => source.apply({ experiment: 'e4', arms: [] }, 'admin'), RoutingConfigError);
       source.apply({ experiment: 'e4', arms: [{ name: 'manual', model: 'dendritic', weight: 1 }] }, 'admin');
