@@ -2,9 +2,14 @@
  * Ordered, flow-controlled processing of a bidirectional gRPC stream.
  *
  * Up to `window` requests are worked on at once; responses are written in
- * request order. Reading pauses while the window is full or while the
- * client is not taking responses (write() returned false, waiting for
- * 'drain'), so memory stays bounded by the window whatever the client does.
+ * request order. Reading pauses while the window is full or while grpc-js
+ * reports back-pressure (write() returned false, waiting for 'drain'), so
+ * the requests being worked on stay within the window whatever the client
+ * does. grpc-js only reports back-pressure once its own HTTP/2 buffers
+ * fill, and measured over a real socket that can take thousands of small
+ * answers (test/integration/grpc.test.ts waits for it rather than assuming
+ * a count): the answers written but not yet read are bounded by grpc-js,
+ * not by the window.
  * When `handle` throws, the responses before it are flushed and the call
  * ends with that error; when the client cancels, work stops being written.
  */
