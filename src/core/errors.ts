@@ -39,6 +39,7 @@ export const CODE_TABLE = {
   UNAUTHENTICATED: { grpc: GrpcStatus.UNAUTHENTICATED, http: 401 },
   PERMISSION_DENIED: { grpc: GrpcStatus.PERMISSION_DENIED, http: 403 },
   NOT_FOUND: { grpc: GrpcStatus.NOT_FOUND, http: 404 },
+  METHOD_NOT_ALLOWED: { grpc: GrpcStatus.UNIMPLEMENTED, http: 405 },
   ALREADY_EXISTS: { grpc: GrpcStatus.ALREADY_EXISTS, http: 409 },
   ABORTED: { grpc: GrpcStatus.ABORTED, http: 409 },
   RESOURCE_EXHAUSTED: { grpc: GrpcStatus.RESOURCE_EXHAUSTED, http: 503 },

@@ -5,7 +5,7 @@
  * Open Inference Protocol, the A/B config and manifest validation all read
  * them from here.
  */
-import { invalid } from './errors';
+import { invalid, ServiceError } from './errors';
 
 /** A model (or arm) name: also a directory name under MODEL_DIR, so no dots or slashes. */
 export const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
@@ -16,6 +16,16 @@ export const VERSION_RULE = 'a positive integer';
 
 export const DEFAULT_TOP_K = 3;
 export const MAX_ROUTING_KEY_LENGTH = 256;
+
+/** The request options every transport accepts (gRPC and OIP carry them in their own typed fields). */
+export const OPTION_FIELDS = ['model', 'version', 'topK', 'routingKey'] as const;
+
+/** A request may carry only the fields it documents: a misspelt option is refused, never ignored. */
+export function checkKnownFields(obj: Record<string, unknown>, allowed: readonly string[], where: string): void {
+  for (const key of Object.keys(obj)) {
+    if (!allowed.includes(key)) throw invalid(`unknown field "${key.slice(0, 64)}" in ${where}; expected ${allowed.join(', ')}`);
+  }
+}
 
 export function checkModelName(value: string, field = 'model'): string {
   if (!MODEL_NAME.test(value)) throw invalid(`${field} must be ${MODEL_NAME_RULE}`);
@@ -41,6 +51,11 @@ export function checkTopK(value: number): number {
 /** The one wording of the per-request image limit (CLASSIFY_MAX_IMAGES), whichever layer meets it first. */
 export function tooManyImages(max: number, got?: number) {
   return invalid(`a request holds at most ${max} image${max === 1 ? '' : 's'}${got === undefined ? '' : `; got ${got}`}`);
+}
+
+/** The one wording of the per-image byte limit (MAX_IMAGE_BYTES), from the multipart parser or the decoder. */
+export function imageTooLarge(max: number, got?: number) {
+  return new ServiceError('PAYLOAD_TOO_LARGE', `an image may be at most ${max} bytes${got === undefined ? '' : `; got ${got}`}`);
 }
 
 export function checkImageCount(count: number, max: number): void {

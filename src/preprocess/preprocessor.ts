@@ -10,6 +10,7 @@
 import sharp from 'sharp';
 import { invalid, ServiceError } from '../core/errors';
 import type { ImageInput } from '../core/types';
+import { imageTooLarge } from '../core/rules';
 import { cornerColor, type Gray, isLightBackground, toFashionMnist } from './fashion-convert';
 import { type ImageFormat, sniffImage } from './sniff';
 
@@ -41,7 +42,7 @@ export class Preprocessor {
   private async decode(bytes: Buffer, width: number, height: number): Promise<Preprocessed> {
     if (bytes.length === 0) throw invalid('image is empty');
     if (bytes.length > this.limits.maxImageBytes) {
-      throw new ServiceError('PAYLOAD_TOO_LARGE', `image is ${bytes.length} bytes; the limit is ${this.limits.maxImageBytes}`);
+      throw imageTooLarge(this.limits.maxImageBytes, bytes.length);
     }
     const sniffed = sniffImage(bytes);
     if (!sniffed.image) {

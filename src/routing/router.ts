@@ -6,11 +6,13 @@
  * and each arm owns a range of buckets (GrowthBook's scheme: FNV-1a 32-bit,
  * ranges laid out by weight, each shrunk by the coverage fraction). Changing
  * weights moves only the keys in the ranges that changed: 50/50 -> 60/40
- * moves 10% of keys. Keys whose bucket falls outside coverage get the
- * control arm and are marked out of the experiment (not analysed). Requests
+ * moves 10% of keys. Keys whose bucket falls outside coverage are served by
+ * the control arm's model but labelled arm "default", not the control arm's
+ * name, and carry no experiment: their answers, metrics, accuracy and
+ * feedback never mix with the experiment's own control population. Requests
  * without a key are assigned at random per request.
  */
-import type { ModelSelector, Selection } from './selector';
+import { EXPLICIT, type ModelSelector, OUTSIDE_EXPERIMENT, type Selection } from './selector';
 import { MODEL_NAME, VERSION } from '../core/rules';
 
 export interface ArmConfig {
@@ -35,7 +37,7 @@ export interface RoutingConfig {
 
 export class RoutingConfigError extends Error {}
 
-const RESERVED_ARMS = new Set(['explicit', 'default']);
+const RESERVED_ARMS = new Set([EXPLICIT, OUTSIDE_EXPERIMENT]);
 
 /** FNV-1a, 32 bit, over the UTF-16 code units (as GrowthBook's SDKs hash). */
 export function fnv1a32(text: string): number {
@@ -149,11 +151,11 @@ export class AbRouter implements ModelSelector {
   }
 
   select(req: { model?: string; version?: string; routingKey?: string }): Selection {
-    if (req.model !== undefined) return { model: req.model, version: req.version, arm: 'explicit' };
+    if (req.model !== undefined) return { model: req.model, version: req.version, arm: EXPLICIT };
     const bucket = req.routingKey !== undefined ? bucketOf(this.config.seed, req.routingKey) : Math.floor(this.random() * 10000) / 10000;
     const arm = this.armAt(bucket);
     const chosen = arm ?? this.controlArm;
-    if (arm === undefined) return { model: chosen.model, version: chosen.version, arm: chosen.name };
+    if (arm === undefined) return { model: chosen.model, version: chosen.version, arm: OUTSIDE_EXPERIMENT };
     return { model: chosen.model, version: chosen.version, arm: chosen.name, experiment: this.config.experiment };
   }
 }

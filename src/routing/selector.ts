@@ -11,6 +11,11 @@ export interface Selection {
   experiment?: string;
 }
 
+/** The arm of requests outside any experiment (outside its coverage, or with none configured). */
+export const OUTSIDE_EXPERIMENT = 'default';
+/** The arm of requests that name their model. */
+export const EXPLICIT = 'explicit';
+
 export interface ModelSelector {
   select(req: { model?: string; version?: string; routingKey?: string }): Selection;
 }
@@ -20,7 +25,7 @@ export class SingleModelSelector implements ModelSelector {
   constructor(private readonly model: string) {}
 
   select(req: { model?: string; version?: string }): Selection {
-    if (req.model !== undefined) return { model: req.model, version: req.version, arm: 'explicit' };
-    return { model: this.model, version: req.version, arm: 'default' };
+    if (req.model !== undefined) return { model: req.model, version: req.version, arm: EXPLICIT };
+    return { model: this.model, version: req.version, arm: OUTSIDE_EXPERIMENT };
   }
 }

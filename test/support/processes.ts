@@ -81,6 +81,24 @@ export async function startServiceProcess(env: Record<string, string> = {}): Pro
   return Object.assign(child, { http, grpcPort, metricsPort });
 }
 
+/** `npm start` from the repository, as the README starts the service, on free ports. */
+export async function startWithNpm(env: Record<string, string> = {}): Promise<ServiceProcess> {
+  const [httpPort, grpcPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
+  const child = start('npm', ['start', '--silent'], {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    HOST: '127.0.0.1',
+    HTTP_PORT: String(httpPort),
+    GRPC_PORT: String(grpcPort),
+    METRICS_PORT: String(metricsPort),
+    LOG_LEVEL: 'info',
+    ...env,
+  });
+  const http = `http://127.0.0.1:${httpPort}`;
+  await until('the service (npm start)', child, async () => (await fetch(`${http}/readyz`)).status === 200);
+  return Object.assign(child, { http, grpcPort, metricsPort });
+}
+
 export interface PrometheusProcess extends Child {
   url: string;
 }

@@ -270,7 +270,12 @@ describe('imageFromJson, requireJsonObject, optionsFrom (property)', () => {
         (v) => {
           const r = outcome(() => requireJsonObject(v));
           if (isPlainObject(v)) assert.ok(r.ok && r.value === v);
-          else assert.ok(!r.ok && r.error.code === 'INVALID_ARGUMENT' && /must be an object/.test(r.error.message));
+          else
+            assert.ok(
+              !r.ok &&
+                r.error.code === 'INVALID_ARGUMENT' &&
+                (v === undefined ? /the JSON body is empty/ : /must be an object/).test(r.error.message),
+            );
         },
       ),
       { numRuns: 500 },
@@ -295,53 +300,71 @@ describe('imageFromJson, requireJsonObject, optionsFrom (property)', () => {
     { requiredKeys: [] },
   );
 
-  /** The value optionsFrom should read for `k`: the body's unless null/undefined, else the query's. */
-  const chosen = (body: Record<string, unknown> | undefined, query: Record<string, unknown>, k: string) => body?.[k] ?? query[k];
-  const asOption = (v: unknown): { ok: boolean; value?: string } => {
+  /** What optionsFrom should make of one value: absent, a value of the field's type, or a refusal. */
+  const expectOption = (v: unknown, k: string, text: boolean): { ok: boolean; value?: string | number } => {
     if (v === undefined || v === null || v === '') return { ok: true, value: undefined };
+    if (k === 'topK') {
+      if (!text && typeof v === 'number' && Number.isInteger(v)) return { ok: true, value: v };
+      if (text && typeof v === 'string' && /^-?[0-9]{1,15}$/.test(v)) return { ok: true, value: Number(v) };
+      return { ok: false };
+    }
     if (typeof v === 'string') return { ok: true, value: v };
-    if (typeof v === 'number' && Number.isInteger(v)) return { ok: true, value: String(v) };
+    if (k === 'version' && !text && typeof v === 'number' && Number.isInteger(v)) return { ok: true, value: String(v) };
     return { ok: false };
   };
+  const textValue = fc.oneof(fc.string({ maxLength: 12 }), fc.integer({ min: -5, max: 20 }).map(String), fc.constant(''));
+  const textFields = fc.record({ model: textValue, version: textValue, routingKey: textValue, topK: textValue }, { requiredKeys: [] });
 
-  it('optionsFrom: strings (or integers) pass through, body before query, the header wins for the routing key; anything else is INVALID_ARGUMENT', () => {
+  it('optionsFrom: JSON keeps its types (strings; topK a JSON integer; version a string or integer), text sources parse topK; body before query, the header wins for the routing key; anything else is INVALID_ARGUMENT', () => {
     fc.assert(
       fc.property(
         fc.option(fields, { nil: undefined }),
-        fields,
+        fc.boolean(),
+        textFields,
         fc.option(fc.string({ maxLength: 10 }), { nil: undefined }),
-        (body, query, header) => {
-          const r = outcome(() => optionsFrom(body, query, header));
-          const m = asOption(chosen(body, query, 'model'));
-          const v = asOption(chosen(body, query, 'version'));
-          const k = asOption(chosen(body, query, 'routingKey'));
-          const t = asOption(chosen(body, query, 'topK'));
-          const topK = t.value === undefined ? undefined : Number(t.value);
-          const shouldPass = m.ok && v.ok && t.ok && (topK === undefined || Number.isInteger(topK)) && (Boolean(header) || k.ok);
+        (body, bodyIsJson, query, header) => {
+          const sources = bodyIsJson ? { json: body, query } : { form: body, query };
+          const r = outcome(() => optionsFrom(sources, header));
+          const read = (k: string) => {
+            const b = expectOption((body as Record<string, unknown> | undefined)?.[k], k, !bodyIsJson);
+            const q = expectOption(query[k as keyof typeof query], k, true);
+            if (!b.ok || !q.ok) return { ok: false };
+            return { ok: true, value: b.value ?? q.value };
+          };
+          const [m, v, k, t] = ['model', 'version', 'routingKey', 'topK'].map(read);
+          const shouldPass = m.ok && v.ok && t.ok && k.ok;
           if (!r.ok) {
             assert.equal(r.error.code, 'INVALID_ARGUMENT');
-            assert.ok(!shouldPass, `refused ${JSON.stringify({ body, query, header })}: ${r.error.message}`);
+            assert.ok(!shouldPass, `refused ${JSON.stringify({ body, bodyIsJson, query, header })}: ${r.error.message}`);
             return;
           }
-          assert.ok(shouldPass, `accepted ${JSON.stringify({ body, query, header })}`);
+          assert.ok(shouldPass, `accepted ${JSON.stringify({ body, bodyIsJson, query, header })}`);
           assert.deepEqual(Object.keys(r.value).sort(), ['model', 'routingKey', 'topK', 'version']);
           assert.equal(r.value.model, m.value);
           assert.equal(r.value.version, v.value);
           assert.equal(r.value.routingKey, header || k.value);
-          assert.equal(r.value.topK, topK);
-          if (topK !== undefined) assert.ok(Number.isInteger(r.value.topK));
+          assert.equal(r.value.topK, t.value);
         },
       ),
       { numRuns: 500 },
     );
   });
 
-  it('optionsFrom: any integer topK, as a number or a string, is read back as that integer; a non-integer string is refused', () => {
+  it('optionsFrom: an integer topK is read back as that integer (a JSON number, or digits in a form field or the query); a JSON string or a non-integer is refused', () => {
     fc.assert(
-      fc.property(fc.integer({ min: -1e9, max: 1e9 }), fc.boolean(), fc.boolean(), (k, asString, inQuery) => {
-        const v = asString ? String(k) : k;
-        const r = optionsFrom(inQuery ? {} : { topK: v }, inQuery ? { topK: v } : {}, undefined);
-        assert.equal(r.topK, k);
+      fc.property(fc.integer({ min: -1e9, max: 1e9 }), fc.constantFrom('json', 'form', 'query'), (k, where) => {
+        const sources =
+          where === 'json'
+            ? { json: { topK: k }, query: {} }
+            : where === 'form'
+              ? { form: { topK: String(k) }, query: {} }
+              : { query: { topK: String(k) } };
+        assert.equal(optionsFrom(sources, undefined).topK, k);
+        if (where === 'json')
+          assert.match(
+            refused(() => optionsFrom({ json: { topK: String(k) }, query: {} }, undefined)).message,
+            /topK must be an integer \(a JSON number\)/,
+          );
       }),
       RUNS,
     );
@@ -353,7 +376,24 @@ describe('imageFromJson, requireJsonObject, optionsFrom (property)', () => {
           fc.constantFrom('1.5', 'NaN', 'Infinity', '1e400', '--1'),
         ),
         (s) => {
-          assert.match(refused(() => optionsFrom({ topK: s }, {}, undefined)).message, /topK must be an integer/);
+          assert.match(refused(() => optionsFrom({ form: { topK: s }, query: {} }, undefined)).message, /topK must be an integer/);
+        },
+      ),
+      RUNS,
+    );
+  });
+
+  it('optionsFrom: a field that is not an option is refused, naming it, from any source', () => {
+    fc.assert(
+      fc.property(
+        fc.string({ minLength: 1, maxLength: 12 }).filter((k) => !['model', 'version', 'topK', 'routingKey', '__proto__'].includes(k)),
+        fc.constantFrom('form', 'query'),
+        (k, where) => {
+          const sources = where === 'form' ? { form: { [k]: 'x' }, query: {} } : { query: { [k]: 'x' } };
+          assert.match(
+            refused(() => optionsFrom(sources, undefined)).message,
+            /^unknown field ".*" in the (form fields|query string); expected model, version, topK, routingKey$/,
+          );
         },
       ),
       RUNS,

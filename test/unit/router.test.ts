@@ -95,13 +95,13 @@ describe('AbRouter', () => {
     assert.ok(Math.abs(moved / n - 0.1) < 0.01, `moved ${moved / n}`);
   });
 
-  it('keeps keys outside coverage on the control arm and out of the analysis', () => {
+  it('serves keys outside coverage by the control model under arm "default", out of the analysis', () => {
     const router = new AbRouter(config([0.5, 0.5], { coverage: 0.2, control: 'control' }));
     const counts = split(router, 50_000);
     assert.ok(Math.abs((counts.get('out') ?? 0) / 50_000 - 0.8) < 0.01);
     assert.ok(Math.abs((counts.get('candidate') ?? 0) / 50_000 - 0.1) < 0.01);
     const outside = Array.from({ length: 2000 }, (_, i) => router.select({ routingKey: `z${i}` })).find((s) => s.experiment === undefined)!;
-    assert.equal(outside.arm, 'control');
+    assert.equal(outside.arm, 'default', "never the control arm's own name");
     assert.equal(outside.model, 'baseline');
     // Growing the ramp keeps everyone already in the experiment on their arm.
     const wider = new AbRouter(config([0.5, 0.5], { coverage: 0.5 }));

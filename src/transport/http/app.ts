@@ -8,7 +8,7 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import multer from 'multer';
 import type { DataPlane } from '../../core/dataplane';
 import { invalid, ServiceError } from '../../core/errors';
-import { checkImageCount, requestIdFrom, tooManyImages } from '../../core/rules';
+import { checkImageCount, checkKnownFields, OPTION_FIELDS, requestIdFrom, tooManyImages } from '../../core/rules';
 import type { BatchItem, Classification, ImageInput } from '../../core/types';
 import type { RequestPipeline } from '../../pipeline/pipeline';
 import { RoutingConfigError } from '../../routing/router';
@@ -16,8 +16,18 @@ import type { RoutingSource } from '../../routing/routing-source';
 import type { OipService } from '../oip/service';
 import { adminAuth } from './admin-auth';
 import { errorMiddleware, fromHttpLayer, type HttpLimits, sendError } from './errors';
+import { MethodTable } from './methods';
 import { oipRouter } from './oip-routes';
-import { imageFromJson, optionsFrom, requireJsonObject, unsupportedContentType } from './parse';
+import {
+  declares,
+  EMPTY_JSON_BODY,
+  hasBody,
+  imageFromJson,
+  type OptionSources,
+  optionsFrom,
+  requireJsonObject,
+  unsupportedContentType,
+} from './parse';
 import { servedBy, tracker } from './pipeline';
 
 export interface HttpOptions extends HttpLimits {
@@ -63,8 +73,12 @@ export function createHttpApp(
     next();
   });
   const track = tracker(pipeline, sendError);
+  const routes = new MethodTable(app.router);
 
-  const json = express.json({ limit: opts.maxJsonBytes, strict: true });
+  const parseJson = express.json({ limit: opts.maxJsonBytes, strict: true });
+  /** The JSON body parser; a request declaring JSON with no body at all is a bad request, not an empty object. */
+  const json: express.RequestHandler = (req, res, next) =>
+    hasBody(req.headers) ? parseJson(req, res, next) : next(invalid(EMPTY_JSON_BODY));
   // Field names are plain (model, version, topK, routingKey): no `a[b]` nesting and no
   // `a[4294967294]` indexes, which would make multer build huge sparse arrays (GHSA-535w-7cp7-47q4).
   const limits = {
@@ -94,8 +108,8 @@ export function createHttpApp(
 
   /** Run the body parser that fits the content type; refuse any other. */
   const parseBody = (multipart: express.RequestHandler) => (req: Request, res: Response, next: NextFunction) => {
-    if (req.is('multipart/form-data')) return multipart(req, res, next);
-    if (req.is('application/json')) return json(req, res, next);
+    if (declares(req.get('content-type'), 'multipart/form-data')) return multipart(req, res, next);
+    if (declares(req.get('content-type'), 'application/json')) return json(req, res, next);
     next(unsupportedContentType(req.get('content-type')));
   };
 
@@ -108,39 +122,42 @@ export function createHttpApp(
     res.setHeader('X-Model-Version', r.version);
   };
 
-  app.post('/v1/classify', track('http', 'classify'), parseBody(single), async (req: Request, res: Response) => {
+  routes.post('/v1/classify', track('http', 'classify'), parseBody(single), async (req: Request, res: Response) => {
     let image: ImageInput;
-    let body: Record<string, unknown> | undefined;
-    if (req.is('multipart/form-data')) {
+    let sources: OptionSources;
+    if (declares(req.get('content-type'), 'multipart/form-data')) {
       if (!req.file) throw invalid('multipart body needs a file in the "image" field');
       image = { kind: 'encoded', bytes: req.file.buffer };
-      body = req.body as Record<string, unknown>;
+      sources = { form: req.body as Record<string, unknown>, query: req.query };
     } else {
-      body = requireJsonObject(req.body);
-      image = imageFromJson(body, 'body');
+      const body = requireJsonObject(req.body);
+      image = imageFromJson(body, 'the body', OPTION_FIELDS);
+      sources = { json: body, query: req.query };
     }
-    const result = await dataplane.classify(image, optionsFrom(body, req.query, req.get('x-routing-key')));
+    const result = await dataplane.classify(image, optionsFrom(sources, req.get('x-routing-key')));
     markModel(res, result);
     res.json(result);
   });
 
-  app.post('/v1/classify/batch', track('http', 'classify_batch'), parseBody(many), async (req: Request, res: Response) => {
+  routes.post('/v1/classify/batch', track('http', 'classify_batch'), parseBody(many), async (req: Request, res: Response) => {
     let images: ImageInput[];
-    let body: Record<string, unknown> | undefined;
-    if (req.is('multipart/form-data')) {
+    let sources: OptionSources;
+    if (declares(req.get('content-type'), 'multipart/form-data')) {
       const files = req.files as Record<string, Express.Multer.File[]> | undefined;
       const all = [...(files?.images ?? []), ...(files?.image ?? [])];
       if (all.length === 0) throw invalid('multipart body needs files in the "images" field');
       images = all.map((f) => ({ kind: 'encoded', bytes: f.buffer }));
-      body = req.body as Record<string, unknown>;
+      sources = { form: req.body as Record<string, unknown>, query: req.query };
     } else {
-      body = requireJsonObject(req.body);
+      const body = requireJsonObject(req.body);
+      checkKnownFields(body, ['images', ...OPTION_FIELDS], 'the body');
+      sources = { json: body, query: req.query };
       if (!Array.isArray(body.images)) throw invalid('body.images must be an array of {"image": base64} or {"pixels": [...]}');
       // Counted before decoding, so an oversized list is refused before its images are read.
       checkImageCount(body.images.length, opts.maxImages);
-      images = body.images.map((item, i) => imageFromJson(item, `images[${i}]`));
+      images = body.images.map((item, i) => imageFromJson(item, `images[${i}]`, []));
     }
-    const results = await dataplane.classifyBatch(images, optionsFrom(body, req.query, req.get('x-routing-key')));
+    const results = await dataplane.classifyBatch(images, optionsFrom(sources, req.get('x-routing-key')));
     markModel(
       res,
       results.find((r: BatchItem): r is Classification => 'model' in r),
@@ -148,15 +165,16 @@ export function createHttpApp(
     res.json({ results });
   });
 
-  app.post(
+  routes.post(
     '/v1/feedback',
     track('http', 'feedback'),
     (req: Request, res: Response, next: NextFunction) => {
-      if (req.is('application/json')) return json(req, res, next);
+      if (declares(req.get('content-type'), 'application/json')) return json(req, res, next);
       next(unsupportedContentType(req.get('content-type')));
     },
     async (req: Request, res: Response) => {
       const body = requireJsonObject(req.body);
+      checkKnownFields(body, ['predictionId', 'label', 'labelIndex'], 'the body');
       const label = body.label !== undefined ? body.label : body.labelIndex;
       const result = await dataplane.feedback({ predictionId: body.predictionId, label });
       servedBy(res, result);
@@ -164,35 +182,35 @@ export function createHttpApp(
     },
   );
 
-  app.get('/v1/ab', track('http', 'metadata'), (_req: Request, res: Response) => {
+  routes.get('/v1/ab', track('http', 'metadata'), (_req: Request, res: Response) => {
     res.json(dataplane.monitoringReport());
   });
 
-  app.get('/v1/models', track('http', 'metadata'), (_req: Request, res: Response) => {
+  routes.get('/v1/models', track('http', 'metadata'), (_req: Request, res: Response) => {
     res.json(dataplane.models());
   });
 
-  app.get('/healthz', track('http', 'health'), (_req: Request, res: Response) => {
+  routes.get('/healthz', track('http', 'health'), (_req: Request, res: Response) => {
     res.json({ status: 'ok' });
   });
 
-  app.get('/readyz', track('http', 'health'), (_req: Request, res: Response) => {
+  routes.get('/readyz', track('http', 'health'), (_req: Request, res: Response) => {
     const r = dataplane.readiness();
     res.status(r.ready ? 200 : 503).json(r);
   });
 
   const guard = adminAuth(opts.adminToken);
-  app.post('/v1/admin/models/reload', track('http', 'admin'), guard, async (_req: Request, res: Response) => {
+  routes.post('/v1/admin/models/reload', track('http', 'admin'), guard, async (_req: Request, res: Response) => {
     const report = (await admin.reload()) as { failed?: unknown[] };
     res.json({ ok: (report.failed?.length ?? 0) === 0, ...report });
   });
 
-  app.get('/v1/admin/routing', track('http', 'admin'), guard, (_req: Request, res: Response) => {
+  routes.get('/v1/admin/routing', track('http', 'admin'), guard, (_req: Request, res: Response) => {
     res.json(admin.routing.status());
   });
 
   // Set the A/B config on this instance only (the file or ConfigMap is the fleet-wide source).
-  app.put('/v1/admin/routing', track('http', 'admin'), guard, json, (req: Request, res: Response) => {
+  routes.put('/v1/admin/routing', track('http', 'admin'), guard, json, (req: Request, res: Response) => {
     try {
       admin.routing.apply(req.body, 'admin');
     } catch (err) {
@@ -201,6 +219,8 @@ export function createHttpApp(
     }
     res.json(admin.routing.status());
   });
+
+  routes.refuseOtherMethods(track('http', 'unknown'), sendError);
 
   app.use(
     oipRouter(dataplane, oip, {

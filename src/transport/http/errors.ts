@@ -2,6 +2,7 @@
 import type { NextFunction, Request, Response } from 'express';
 import multer from 'multer';
 import { ServiceError } from '../../core/errors';
+import { imageTooLarge } from '../../core/rules';
 import { answeredWith } from './pipeline';
 
 /** The byte and image limits the HTTP layers enforce, for their error messages. */
@@ -19,7 +20,7 @@ export function fromHttpLayer(err: unknown, limits: HttpLimits): ServiceError {
       err.code as string // multer 2.5 has codes its types do not list yet (LIMIT_FIELD_NESTING, LIMIT_FIELD_ARRAY_INDEX)
     ) {
       case 'LIMIT_FILE_SIZE':
-        return new ServiceError('PAYLOAD_TOO_LARGE', `an image is larger than the limit of ${limits.maxImageBytes} bytes`);
+        return imageTooLarge(limits.maxImageBytes);
       case 'LIMIT_UNEXPECTED_FILE':
         return new ServiceError(
           'INVALID_ARGUMENT',

@@ -6,10 +6,12 @@
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import type { DataPlane } from '../../core/dataplane';
 import { invalid, ServiceError } from '../../core/errors';
+import { checkKnownFields } from '../../core/rules';
 import type { Endpoint } from '../../pipeline/pipeline';
 import { checkShape, type InputTensor } from '../oip/codec';
 import type { OipService } from '../oip/service';
-import { decodeBase64 } from './parse';
+import { declares, decodeBase64 } from './parse';
+import { MethodTable } from './methods';
 import { answeredWith, servedBy } from './pipeline';
 
 export interface OipRouteOptions {
@@ -54,6 +56,7 @@ export function jsonInputs(body: Record<string, unknown>): InputTensor[] {
   return body.inputs.map((t, i) => {
     const where = `inputs[${i}]`;
     if (!isObject(t)) throw invalid(`${where} must be an object`);
+    checkKnownFields(t, ['name', 'shape', 'datatype', 'data', 'parameters'], where);
     if (typeof t.name !== 'string' || typeof t.datatype !== 'string') throw invalid(`${where} needs a string name and datatype`);
     const shape = checkShape(t.shape, where);
     const flat = flattenData(t.data, where);
@@ -86,6 +89,7 @@ function sendOipError(res: Response, err: unknown): void {
 
 export function oipRouter(dataplane: DataPlane, oip: OipService, opts: OipRouteOptions): express.Router {
   const r = express.Router();
+  const routes = new MethodTable(r);
   /** A route: its pipeline call, then its handler, whose errors answer in OIP's form. */
   const route =
     (endpoint: Endpoint, ...before: RequestHandler[]) =>
@@ -99,19 +103,19 @@ export function oipRouter(dataplane: DataPlane, oip: OipService, opts: OipRouteO
       },
     ];
 
-  r.get(
+  routes.get(
     '/v2',
     route('metadata')((_req, res) => {
       res.json(oip.serverMetadata());
     }),
   );
-  r.get(
+  routes.get(
     '/v2/health/live',
     route('health')((_req, res) => {
       res.json({ live: true });
     }),
   );
-  r.get(
+  routes.get(
     '/v2/health/ready',
     route('health')((_req, res) => {
       const ready = dataplane.isReady();
@@ -119,21 +123,36 @@ export function oipRouter(dataplane: DataPlane, oip: OipService, opts: OipRouteO
     }),
   );
 
+  // The names KServe's and Triton's clients list models by: GET /v2/models
+  // (KServe) and the repository extension's index (Triton, KServe).
+  routes.get(
+    '/v2/models',
+    route('metadata')((_req, res) => {
+      res.json({ models: oip.modelNames() });
+    }),
+  );
+  routes.post(
+    '/v2/repository/index',
+    route('metadata')((_req, res) => {
+      res.json(oip.repositoryIndex());
+    }),
+  );
+
   const metadata = route('metadata')((req, res) => {
     res.json(oip.modelMetadata(req.params.name as string, req.params.version as string | undefined));
   });
-  r.get('/v2/models/:name', metadata);
-  r.get('/v2/models/:name/versions/:version', metadata);
+  routes.get('/v2/models/:name', metadata);
+  routes.get('/v2/models/:name/versions/:version', metadata);
 
   const ready = route('health')((req, res) => {
     const ok = dataplane.modelReady(req.params.name as string, req.params.version as string | undefined);
     res.status(ok ? 200 : NOT_READY).json({ name: req.params.name, ready: ok });
   });
-  r.get('/v2/models/:name/ready', ready);
-  r.get('/v2/models/:name/versions/:version/ready', ready);
+  routes.get('/v2/models/:name/ready', ready);
+  routes.get('/v2/models/:name/versions/:version/ready', ready);
 
   const bodyJson = (req: Request, res: Response, next: NextFunction) => {
-    if (req.is('application/json') || !req.get('content-type'))
+    if (declares(req.get('content-type'), 'application/json') || !req.get('content-type'))
       return opts.json(req, res, (err?: unknown) => (err ? sendOipError(res, err) : next()));
     sendOipError(res, opts.unsupported(req.get('content-type')));
   };
@@ -143,6 +162,7 @@ export function oipRouter(dataplane: DataPlane, oip: OipService, opts: OipRouteO
   )(async (req, res) => {
     if (!isObject(req.body)) throw invalid('request body must be a JSON object with "inputs"');
     const body = req.body;
+    checkKnownFields(body, ['id', 'inputs', 'outputs', 'parameters'], 'the request');
     if (body.id !== undefined && typeof body.id !== 'string') throw invalid('id must be a string');
     const result = await oip.infer({
       model: req.params.name as string,
@@ -163,8 +183,9 @@ export function oipRouter(dataplane: DataPlane, oip: OipService, opts: OipRouteO
       })),
     });
   });
-  r.post('/v2/models/:name/infer', inferRoute);
-  r.post('/v2/models/:name/versions/:version/infer', inferRoute);
+  routes.post('/v2/models/:name/infer', inferRoute);
+  routes.post('/v2/models/:name/versions/:version/infer', inferRoute);
+  routes.refuseOtherMethods(opts.track('unknown'), sendOipError);
   r.use(
     '/v2',
     route('unknown')((req, res) => sendOipError(res, new ServiceError('NOT_FOUND', `no route ${req.method} /v2${req.path}`))),

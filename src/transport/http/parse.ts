@@ -1,6 +1,9 @@
 /** Turn HTTP request bodies (multipart, base64 JSON, pixel JSON) into DataPlane inputs. */
 import { invalid, ServiceError } from '../../core/errors';
+import { checkKnownFields, OPTION_FIELDS } from '../../core/rules';
 import type { ClassifyOptions, ImageInput } from '../../core/types';
+
+type OptionField = (typeof OPTION_FIELDS)[number];
 
 const DATA_URL = /^data:[a-z0-9.+/-]+;base64,/i;
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
@@ -21,9 +24,16 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** One image from a JSON object holding either `image` (base64) or `pixels`. */
-export function imageFromJson(obj: unknown, where: string): ImageInput {
+const IMAGE_FIELDS = ['image', 'pixels'] as const;
+
+/**
+ * One image from a JSON object holding either `image` (base64) or `pixels`;
+ * `extra` names the other fields the object may carry (none for a batch
+ * item; the options for a single-image body), anything else is refused.
+ */
+export function imageFromJson(obj: unknown, where: string, extra?: readonly string[]): ImageInput {
   if (!isObject(obj)) throw invalid(`${where} must be an object with "image" (base64) or "pixels" (784 numbers)`);
+  if (extra !== undefined) checkKnownFields(obj, [...IMAGE_FIELDS, ...extra], where);
   const hasImage = obj.image !== undefined;
   const hasPixels = obj.pixels !== undefined;
   if (hasImage === hasPixels) throw invalid(`${where} needs exactly one of "image" (base64) or "pixels" (784 numbers)`);
@@ -32,30 +42,73 @@ export function imageFromJson(obj: unknown, where: string): ImageInput {
   return { kind: 'pixels', pixels: obj.pixels as number[] };
 }
 
-function optionalString(v: unknown, name: string): string | undefined {
-  if (v === undefined || v === null || v === '') return undefined;
-  if (typeof v === 'number' && Number.isInteger(v)) return String(v);
-  if (typeof v !== 'string') throw invalid(`${name} must be a string`);
-  return v;
+/** Where options come from: a JSON body keeps JSON types; form fields and the query string are text. */
+export interface OptionSources {
+  json?: Record<string, unknown>;
+  form?: Record<string, unknown>;
+  query: Record<string, unknown>;
 }
 
-/** Options from body fields, query string and the X-Routing-Key header. */
-export function optionsFrom(
-  body: Record<string, unknown> | undefined,
-  query: Record<string, unknown>,
-  routingKeyHeader: string | undefined,
-): Omit<ClassifyOptions, 'transport'> {
-  const pick = (k: string) => optionalString(body?.[k] ?? query[k], k);
-  const topKRaw = pick('topK');
-  const topK = topKRaw === undefined ? undefined : Number(topKRaw);
-  if (topK !== undefined && !Number.isInteger(topK)) throw invalid('topK must be an integer');
+/** One option's value, checked for its type: absent ('' and null count as absent), or a string / integer as the field takes. */
+function option(v: unknown, name: OptionField, text: boolean): string | number | undefined {
+  if (v === undefined || v === null || v === '') return undefined;
+  if (Array.isArray(v)) throw invalid(`${name} must be given once`);
+  if (name === 'topK') {
+    if (typeof v === 'number' && !text && Number.isInteger(v)) return v;
+    if (typeof v === 'string' && text && /^-?[0-9]{1,15}$/.test(v)) return Number(v);
+    throw invalid(`topK must be an integer${text ? '' : ' (a JSON number)'}`);
+  }
+  if (typeof v === 'string') return v;
+  // A version is a number in spirit: a JSON integer is taken as its digits.
+  if (name === 'version' && !text && typeof v === 'number' && Number.isInteger(v)) return String(v);
+  throw invalid(`${name} must be a string`);
+}
+
+/**
+ * The classify options from a JSON body or form fields, then the query
+ * string, then the X-Routing-Key header (which wins for the routing key).
+ * Every source may carry only OPTION_FIELDS (the body's image fields are
+ * checked by the route); wrong types and unknown fields are refused.
+ */
+export function optionsFrom(src: OptionSources, routingKeyHeader: string | undefined): ClassifyOptions {
+  checkKnownFields(src.query, OPTION_FIELDS, 'the query string');
+  if (src.form) checkKnownFields(src.form, OPTION_FIELDS, 'the form fields');
+  // Every source is checked, even where another one wins.
+  const pick = (k: OptionField) => {
+    const fromBody = src.json ? option(src.json[k], k, false) : option(src.form?.[k], k, true);
+    const fromQuery = option(src.query[k], k, true);
+    return fromBody ?? fromQuery;
+  };
+  const routingKey = pick('routingKey') as string | undefined; // checked even where the header wins
   // An empty X-Routing-Key header means no key, as an empty field does.
-  return { model: pick('model'), version: pick('version'), routingKey: routingKeyHeader || pick('routingKey'), topK };
+  return {
+    model: pick('model') as string | undefined,
+    version: pick('version') as string | undefined,
+    routingKey: routingKeyHeader || routingKey,
+    topK: pick('topK') as number | undefined,
+  };
+}
+
+export const EMPTY_JSON_BODY = 'the JSON body is empty; send a JSON object';
+
+/** Whether a request carries a body at all (a length above zero, or chunked), as the HTTP spec tells. */
+export function hasBody(headers: { 'content-length'?: string; 'transfer-encoding'?: string }): boolean {
+  return headers['transfer-encoding'] !== undefined || (headers['content-length'] !== undefined && headers['content-length'] !== '0');
 }
 
 export function requireJsonObject(body: unknown): Record<string, unknown> {
+  if (body === undefined) throw invalid(EMPTY_JSON_BODY);
   if (!isObject(body)) throw invalid('JSON body must be an object');
   return body;
+}
+
+/**
+ * Whether the request declares this media type (parameters such as charset
+ * or boundary aside), whether or not it has a body: an empty JSON body is a
+ * JSON request with nothing in it, not an unsupported media type.
+ */
+export function declares(contentType: string | undefined, type: 'application/json' | 'multipart/form-data'): boolean {
+  return (contentType ?? '').split(';')[0].trim().toLowerCase() === type;
 }
 
 export function unsupportedContentType(type: string | undefined): ServiceError {

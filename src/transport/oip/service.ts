@@ -34,6 +34,24 @@ export class OipService {
     return { name: this.server.name, version: this.server.version, extensions: [] as string[] };
   }
 
+  /** The names of the models this replica serves. */
+  modelNames(): string[] {
+    return [...new Set(this.dataplane.models().models.map((m) => m.name))];
+  }
+
+  /**
+   * The repository index (Triton's and KServe's model repository extension):
+   * every version loaded, READY, and every version refused at load,
+   * UNAVAILABLE with the reason.
+   */
+  repositoryIndex(): { name: string; version: string; state: 'READY' | 'UNAVAILABLE'; reason: string }[] {
+    const { models, failures } = this.dataplane.models();
+    return [
+      ...models.map((m) => ({ name: m.name, version: m.version, state: 'READY' as const, reason: '' })),
+      ...failures.map((f) => ({ name: f.name, version: f.version, state: 'UNAVAILABLE' as const, reason: f.error })),
+    ];
+  }
+
   modelMetadata(name: string, version?: string) {
     const m = this.dataplane.modelInfo(name, version);
     return {
