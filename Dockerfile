@@ -13,10 +13,12 @@ ARG NODE_VERSION=24
 # ---- build: compile the TypeScript service -----------------------------------
 FROM node:${NODE_VERSION}-bookworm-slim AS build
 WORKDIR /app
-# onnxruntime-node would otherwise try to download CUDA binaries; its CPU
-# binaries ship inside the npm package.
+# onnxruntime-node's postinstall would otherwise download CUDA binaries; its
+# CPU binaries ship inside the npm package. npm releases that honour
+# package.json "allowScripts" skip that script (denied there); others run it,
+# and this variable makes it exit at once.
 ENV ONNXRUNTIME_NODE_INSTALL=skip
-COPY package.json package-lock.json .npmrc ./
+COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund --loglevel=error
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
@@ -30,7 +32,7 @@ ENV ONNXRUNTIME_NODE_INSTALL=skip
 # Its install step downloads libtensorflow; where that fails the image is
 # still built and TF.js runs on its wasm backend.
 ARG WITH_TFJS_NODE=false
-COPY package.json package-lock.json .npmrc ./
+COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund --loglevel=error \
  && if [ "$WITH_TFJS_NODE" = "true" ]; then \
       npm install --no-save --no-audit --no-fund @tensorflow/tfjs-node@4.22.0 \

@@ -401,7 +401,7 @@ async function main(opts: Options): Promise<number> {
     });
     await Promise.all([scraped, track('ab-report', t0, () => getOk(`${svc.http}/v1/ab`))]);
     const mb = (x: number | null) => (x === null ? null : round(x / 2 ** 20, 2));
-    const lag = metric(text, 'classifier_process_nodejs_eventloop_lag_p99_seconds');
+    const lag = metric(text, 'nodejs_eventloop_lag_p99_seconds');
     const sorted = interval.sort((a, b) => a - b);
     let requests = 0;
     let errors = 0;
@@ -412,10 +412,10 @@ async function main(opts: Options): Promise<number> {
     samples.push({
       t: round(t)!,
       rssMb: round(rssMb, 2)!,
-      heapUsedMb: mb(metric(text, 'classifier_process_nodejs_heap_size_used_bytes')),
-      heapTotalMb: mb(metric(text, 'classifier_process_nodejs_heap_size_total_bytes')),
-      externalMb: mb(metric(text, 'classifier_process_nodejs_external_memory_bytes')),
-      activeHandles: metric(text, 'classifier_process_nodejs_active_handles'),
+      heapUsedMb: mb(metric(text, 'nodejs_heap_size_used_bytes')),
+      heapTotalMb: mb(metric(text, 'nodejs_heap_size_total_bytes')),
+      externalMb: mb(metric(text, 'nodejs_external_memory_bytes')),
+      activeHandles: metric(text, 'nodejs_active_handles'),
       eventLoopLagP99Ms: lag === null ? null : round(lag * 1000, 2),
       requests,
       errors,

@@ -21,7 +21,9 @@ if ((${#missing[@]})); then
 fi
 
 # onnxruntime-node's install step would try to download CUDA binaries; the
-# CPU binaries ship inside the package (.npmrc says the same).
+# CPU binaries ship inside the package. package.json "allowScripts" denies
+# that script (npm 11 with install-script approvals); for npm releases that
+# still run every dependency's scripts, this variable makes it exit at once.
 export ONNXRUNTIME_NODE_INSTALL=skip
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund --loglevel=error

@@ -1,5 +1,6 @@
 /**
- * Prometheus metrics (prefix `classifier_`) on an injected registry.
+ * Prometheus metrics (prefix `classifier_`) on an injected registry, with
+ * prom-client's default Node.js process metrics under their standard names.
  *
  * Counters and histograms are updated as traffic flows; every gauge is
  * computed at scrape time from the Monitor's windows and the routing config,
@@ -60,11 +61,13 @@ export class ServiceMetrics {
   constructor(sources: MetricsSources, opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
     if (opts.defaultMetrics !== false) {
-      collectDefaultMetrics({ register: this.registry, prefix: 'classifier_process_' });
+      // prom-client's standard names (process_cpu_seconds_total,
+      // nodejs_heap_size_used_bytes, ...), as Node.js dashboards and alerts expect.
+      collectDefaultMetrics({ register: this.registry });
       // Gauges named like counters (promtool check metrics rejects them); the
       // same figures remain, by type, in nodejs_active_{handles,requests,resources}.
       for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
-        this.registry.removeSingleMetric(`classifier_process_${name}`);
+        this.registry.removeSingleMetric(name);
       }
     }
     this.requests = new Counter({

@@ -12,6 +12,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { stringify } from 'yaml';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { type MetricsSources, ServiceMetrics } from '../../src/monitoring/metrics';
 import { ROOT } from '../helpers';
 import {
   alertValueExpression,
@@ -30,11 +32,53 @@ function promtool(args: string[], cwd = PROM_DIR): void {
   assert.equal(r.status, 0, `promtool ${args.join(' ')}:\n${r.stdout}${r.stderr}`);
 }
 
-/** Metric families the service defines (src/monitoring/metrics.ts). */
+const NO_SOURCES: MetricsSources = {
+  report: () => ({ experiment: null, accuracy: {}, drift: {}, shadow: {} }),
+  models: () => [],
+  loadFailures: () => [],
+  weights: () => [],
+  references: () => [],
+};
+
+/**
+ * Metric families the service's registry holds (src/monitoring/metrics.ts):
+ * its `classifier_*` families and prom-client's default Node.js metrics under
+ * the names prom-client gives them, as registered, not as spelled in a source.
+ */
 function serviceMetricNames(): Set<string> {
-  const src = readFileSync(path.join(ROOT, 'src/monitoring/metrics.ts'), 'utf8');
-  return new Set([...src.matchAll(/['"](classifier_[a-z0-9_]+)['"]/g)].map((m) => m[1]));
+  return new Set(new ServiceMetrics(NO_SOURCES, { defaultMetrics: true }).registry.getMetricsAsArray().map((m) => m.name));
 }
+
+/** prom-client's default metrics, asked of prom-client itself. */
+function promClientDefaultNames(): string[] {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  return registry.getMetricsAsArray().map((m) => m.name);
+}
+
+describe('Service metrics', () => {
+  it("keep prom-client's default names, without the gauges named like counters", () => {
+    const names = serviceMetricNames();
+    const defaults = promClientDefaultNames();
+    assert.ok(defaults.includes('process_cpu_seconds_total') && defaults.includes('nodejs_heap_size_used_bytes'));
+    const removed = defaults.filter((n) => /^nodejs_active_[a-z]+_total$/.test(n));
+    assert.deepEqual(removed.sort(), ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']);
+    for (const n of defaults) assert.equal(names.has(n), !removed.includes(n), n);
+    for (const n of names) assert.ok(n.startsWith('classifier_') || defaults.includes(n), `${n}: classifier_ or a prom-client default`);
+  });
+
+  it('pass promtool check metrics, default metrics included', async () => {
+    const metrics = new ServiceMetrics(NO_SOURCES, { defaultMetrics: true });
+    metrics.requests.inc({ transport: 'http', endpoint: 'classify', model: 'baseline', arm: 'control', code: 'OK' });
+    metrics.requestDuration.observe({ transport: 'http', endpoint: 'classify', arm: 'control', code: 'OK' }, 0.004);
+    metrics.inferenceDuration.observe({ model: 'baseline', version: '1' }, 0.002);
+    metrics.batchSize.observe({ model: 'baseline', version: '1' }, 3);
+    metrics.confidence.observe({ model: 'baseline', arm: 'control' }, 0.97);
+    const r = spawnSync('promtool', ['check', 'metrics'], { input: await metrics.registry.metrics(), encoding: 'utf8' });
+    if (r.error) throw new Error(`promtool not found (${r.error.message}): bash scripts/setup.sh installs Debian's prometheus package`);
+    assert.equal(r.status, 0, `promtool check metrics:\n${r.stdout}${r.stderr}`);
+  });
+});
 
 describe('Prometheus rules and config', () => {
   it('pass promtool check rules and check config', () => {
@@ -97,12 +141,15 @@ describe('Grafana dashboard', () => {
   it('uses only metrics the service exports or the rules record', () => {
     const defined = serviceMetricNames();
     const recorded = new Set(loadRules().groups.flatMap((g) => g.rules.map((r) => r.record).filter(Boolean)));
+    // The service's own prefix and those of prom-client's defaults (process_, nodejs_).
+    const prefixes = new Set(['classifier', ...promClientDefaultNames().map((n) => n.split('_')[0])]);
+    const metricName = new RegExp(`\\b[a-z_]+:[a-z0-9_:]+\\b|\\b(?:${[...prefixes].join('|')})_[a-z0-9_]+\\b`, 'g');
     const unknown: string[] = [];
     for (const e of promqlInventory()) {
-      for (const [name] of e.expr.matchAll(/\b[a-z_]+:[a-z0-9_:]+\b|\bclassifier_[a-z0-9_]+\b/g)) {
+      for (const [name] of e.expr.matchAll(metricName)) {
         if (name.includes(':')) {
           if (!recorded.has(name)) unknown.push(`${e.source}: ${name}`);
-        } else if (!name.startsWith('classifier_process_') && !defined.has(name.replace(/_(bucket|sum|count)$/, ''))) {
+        } else if (!defined.has(name) && !defined.has(name.replace(/_(bucket|sum|count)$/, ''))) {
           unknown.push(`${e.source}: ${name}`);
         }
       }
