@@ -58,3 +58,16 @@ export async function failure(p: Promise<unknown>): Promise<{ code: number; deta
   }
   throw new Error('expected the call to fail');
 }
+
+/** The services the server lists through reflection (what `grpcurl list` shows). */
+export function listServices(c: Clients): Promise<string[]> {
+  return new Promise<string[]>((resolve, reject) => {
+    const s = c.reflection.ServerReflectionInfo();
+    s.on('data', (m: any) => {
+      resolve(m.list_services_response.service.map((x: { name: string }) => x.name));
+      s.end();
+    });
+    s.on('error', reject);
+    s.write({ list_services: '' });
+  });
+}

@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { type Config, loadConfig } from '../src/config';
+import { type MetricsSources, ServiceMetrics } from '../src/monitoring/metrics';
 import { createService, type Service, type ServiceOptions } from '../src/service';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
@@ -13,6 +14,19 @@ export const BASELINE = path.join(MODELS, 'baseline', '1');
 export const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'fashion-mnist');
 
 export const silentLog = pino({ level: 'silent' });
+
+/** Metrics over no traffic and no models: the families and their labels, for tests of the metrics themselves. */
+export const NO_SOURCES: MetricsSources = {
+  report: () => ({ experiment: null, accuracy: {}, drift: {}, shadow: {} }),
+  models: () => [],
+  loadFailures: () => [],
+  weights: () => [],
+  references: () => [],
+};
+
+export function bareMetrics(defaultMetrics = false): ServiceMetrics {
+  return new ServiceMetrics(NO_SOURCES, { defaultMetrics });
+}
 
 export interface FixtureImage {
   file: string;

@@ -46,7 +46,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { protoPath as HEALTH_PROTO } from 'grpc-health-check';
 import { LOADER_OPTIONS, OIP_PROTO, PRODUCT_PROTO } from '../../src/transport/grpc/protos';
-import { clients } from '../grpc-clients';
+import { clients, listServices } from '../grpc-clients';
 import { ROOT } from '../helpers';
 import { type ServiceProcess, startWithNpm } from '../support/processes';
 
@@ -365,15 +365,7 @@ async function grpcurl(args: string[], address: string): Promise<unknown> {
   if (positional[1] === 'list' && positional.length === 2) {
     const c = clients(Number(address.split(':')[1]));
     try {
-      return await new Promise<string[]>((resolve, reject) => {
-        const s = c.reflection.ServerReflectionInfo();
-        s.on('data', (m: any) => {
-          resolve(m.list_services_response.service.map((x: { name: string }) => x.name));
-          s.end();
-        });
-        s.on('error', reject);
-        s.write({ list_services: '' });
-      });
+      return await listServices(c);
     } finally {
       c.close();
     }

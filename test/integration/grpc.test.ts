@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import sharp from 'sharp';
-import { call, clients, type Clients, failure } from '../grpc-clients';
+import { call, clients, type Clients, failure, listServices } from '../grpc-clients';
 import { fixtureBytes, fixtureImages, startService } from '../helpers';
 import { catalogPhoto } from '../images';
 import { spyOnServerStream } from '../support/grpc-stream-spy';
@@ -213,15 +213,7 @@ describe('gRPC classifier.v1.ProductClassifier', () => {
     assert.equal(h.status, 'SERVING');
     const overall = await call(c.health, 'Check', { service: '' });
     assert.equal(overall.status, 'SERVING');
-    const listed = await new Promise<string[]>((resolve, reject) => {
-      const s = c.reflection.ServerReflectionInfo();
-      s.on('data', (m: any) => {
-        resolve(m.list_services_response.service.map((x: { name: string }) => x.name));
-        s.end();
-      });
-      s.on('error', reject);
-      s.write({ list_services: '' });
-    });
+    const listed = await listServices(c);
     for (const name of ['classifier.v1.ProductClassifier', 'inference.GRPCInferenceService', 'grpc.health.v1.Health']) {
       assert.ok(listed.includes(name), `${name} in ${listed.join(', ')}`);
     }

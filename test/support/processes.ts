@@ -64,39 +64,36 @@ export interface ServiceProcess extends Child {
   metricsPort: number;
 }
 
-/** `node dist/src/main.js`, as the container runs it, on free ports. */
-export async function startServiceProcess(env: Record<string, string> = {}): Promise<ServiceProcess> {
+/**
+ * The built service on free ports, started as the container runs it (`node
+ * dist/src/main.js`) or, with `via: 'npm'`, as the README does (`npm start`).
+ */
+async function startService(via: 'node' | 'npm', env: Record<string, string>, logLevel: string): Promise<ServiceProcess> {
   const [httpPort, grpcPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
-  const child = start(process.execPath, ['dist/src/main.js'], {
-    PATH: process.env.PATH,
-    HOST: '127.0.0.1',
-    HTTP_PORT: String(httpPort),
-    GRPC_PORT: String(grpcPort),
-    METRICS_PORT: String(metricsPort),
-    LOG_LEVEL: 'warn',
-    ...env,
-  });
-  const http = `http://127.0.0.1:${httpPort}`;
-  await until('the service', child, async () => (await fetch(`${http}/readyz`)).status === 200);
-  return Object.assign(child, { http, grpcPort, metricsPort });
-}
-
-/** `npm start` from the repository, as the README starts the service, on free ports. */
-export async function startWithNpm(env: Record<string, string> = {}): Promise<ServiceProcess> {
-  const [httpPort, grpcPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
-  const child = start('npm', ['start', '--silent'], {
+  const [cmd, args] = via === 'node' ? [process.execPath, ['dist/src/main.js']] : ['npm', ['start', '--silent']];
+  const child = start(cmd, args, {
     PATH: process.env.PATH,
     HOME: process.env.HOME,
     HOST: '127.0.0.1',
     HTTP_PORT: String(httpPort),
     GRPC_PORT: String(grpcPort),
     METRICS_PORT: String(metricsPort),
-    LOG_LEVEL: 'info',
+    LOG_LEVEL: logLevel,
     ...env,
   });
   const http = `http://127.0.0.1:${httpPort}`;
-  await until('the service (npm start)', child, async () => (await fetch(`${http}/readyz`)).status === 200);
+  await until(`the service (${via})`, child, async () => (await fetch(`${http}/readyz`)).status === 200);
   return Object.assign(child, { http, grpcPort, metricsPort });
+}
+
+/** `node dist/src/main.js`, as the container runs it, on free ports. */
+export function startServiceProcess(env: Record<string, string> = {}): Promise<ServiceProcess> {
+  return startService('node', env, 'warn');
+}
+
+/** `npm start` from the repository, as the README starts the service, on free ports (logging at info). */
+export function startWithNpm(env: Record<string, string> = {}): Promise<ServiceProcess> {
+  return startService('npm', env, 'info');
 }
 
 export interface PrometheusProcess extends Child {

@@ -9,22 +9,13 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { type MetricsSources, ServiceMetrics } from '../../src/monitoring/metrics';
-import { ROOT } from '../helpers';
+import { bareMetrics, ROOT } from '../helpers';
 
 const DOC = path.join(ROOT, 'docs/monitoring.md');
 
-const NO_SOURCES: MetricsSources = {
-  report: () => ({ experiment: null, accuracy: {}, drift: {}, shadow: {} }),
-  models: () => [],
-  loadFailures: () => [],
-  weights: () => [],
-  references: () => [],
-};
-
 /** The `classifier_*` families the registry holds, with their types (counter, gauge, histogram, ...). */
 function registryFamilies(): Map<string, string> {
-  const { registry } = new ServiceMetrics(NO_SOURCES, { defaultMetrics: false });
+  const { registry } = bareMetrics(false);
   return new Map(
     registry
       .getMetricsAsArray()

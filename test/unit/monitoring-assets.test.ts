@@ -13,8 +13,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { stringify } from 'yaml';
 import { collectDefaultMetrics, Registry } from 'prom-client';
-import { type MetricsSources, ServiceMetrics } from '../../src/monitoring/metrics';
-import { ROOT } from '../helpers';
+import { bareMetrics, ROOT } from '../helpers';
 import {
   alertValueExpression,
   allPanels,
@@ -32,21 +31,17 @@ function promtool(args: string[], cwd = PROM_DIR): void {
   assert.equal(r.status, 0, `promtool ${args.join(' ')}:\n${r.stdout}${r.stderr}`);
 }
 
-const NO_SOURCES: MetricsSources = {
-  report: () => ({ experiment: null, accuracy: {}, drift: {}, shadow: {} }),
-  models: () => [],
-  loadFailures: () => [],
-  weights: () => [],
-  references: () => [],
-};
-
 /**
  * Metric families the service's registry holds (src/monitoring/metrics.ts):
  * its `classifier_*` families and prom-client's default Node.js metrics under
  * the names prom-client gives them, as registered, not as spelled in a source.
  */
 function serviceMetricNames(): Set<string> {
-  return new Set(new ServiceMetrics(NO_SOURCES, { defaultMetrics: true }).registry.getMetricsAsArray().map((m) => m.name));
+  return new Set(
+    bareMetrics(true)
+      .registry.getMetricsAsArray()
+      .map((m) => m.name),
+  );
 }
 
 /** prom-client's default metrics, asked of prom-client itself. */
@@ -68,7 +63,7 @@ describe('Service metrics', () => {
   });
 
   it('pass promtool check metrics, default metrics included', async () => {
-    const metrics = new ServiceMetrics(NO_SOURCES, { defaultMetrics: true });
+    const metrics = bareMetrics(true);
     metrics.requests.inc({ transport: 'http', endpoint: 'classify', model: 'baseline', arm: 'control', code: 'OK' });
     metrics.requestDuration.observe({ transport: 'http', endpoint: 'classify', arm: 'control', code: 'OK' }, 0.004);
     metrics.inferenceDuration.observe({ model: 'baseline', version: '1' }, 0.002);

@@ -4,21 +4,12 @@ import { describe, it } from 'node:test';
 import pino from 'pino';
 import { Admission } from '../../src/core/admission';
 import { ServiceError } from '../../src/core/errors';
-import { ServiceMetrics } from '../../src/monitoring/metrics';
 import { RequestPipeline } from '../../src/pipeline/pipeline';
+import { bareMetrics } from '../helpers';
 import { LogCapture } from '../support/wait';
 
 function setup() {
-  const metrics = new ServiceMetrics(
-    {
-      report: () => ({ experiment: null, accuracy: {}, drift: {}, shadow: {} }),
-      models: () => [],
-      loadFailures: () => [],
-      weights: () => [],
-      references: () => [],
-    },
-    { defaultMetrics: false },
-  );
+  const metrics = bareMetrics();
   const log = new LogCapture();
   const admission = new Admission();
   let now = 1000;
