@@ -277,6 +277,7 @@ class ScheduleConfig:
     max_additions: int = 2     # dendrites per neuron at most
     max_retries: int = 1       # fresh-dendrite retries after a cycle without a new best
     min_delta: float = 0.0     # a new best must beat the old one by more than this
+    judge_at_end: bool = False  # True: no early stop inside a cycle; it is judged once its LR decay has run out
 
 
 @dataclass
@@ -335,7 +336,7 @@ class DendriteSchedule:
             self.s.best, self.s.stale, self.s.improved = val, 0, True
         else:
             self.s.stale += 1
-        if self.s.stale < self.cfg.patience and self.s.cycle_epoch < self.cfg.cycle_epochs:
+        if self.s.cycle_epoch < self.cfg.cycle_epochs and (self.cfg.judge_at_end or self.s.stale < self.cfg.patience):
             return CONTINUE
         if self.s.improved:
             self.s.retries = 0

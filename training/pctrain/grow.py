@@ -171,7 +171,7 @@ class Grower:
 
 def grow(base: Path, out: Path, sched: ScheduleConfig, layers: list[str], seed: int,
          max_lr: float = DEFAULT_MAX_LR, data_dir: str | None = None, log=print,
-         candidates: CandidateConfig | None = None) -> dict:
+         candidates: CandidateConfig | None = None, train_overrides: dict | None = None) -> dict:
     """Grow (or resume growing) dendrites on `base`'s best checkpoint into `out`.
 
     `candidates` set: perforated training (each new dendrite set goes through
@@ -185,8 +185,9 @@ def grow(base: Path, out: Path, sched: ScheduleConfig, layers: list[str], seed: 
     out.mkdir(parents=True, exist_ok=True)
     base_meta = json.loads((base / "config.json").read_text())
     base_cfg = TrainConfig(**base_meta["train"])
+    # train_overrides: how each cycle trains (warm-up, the dendrites' learning rate, weight decay), recorded in config.json.
     cfg = replace(base_cfg, seed=seed, epochs=sched.cycle_epochs, max_lr=max_lr, lr_schedule="cosine",
-                  data_dir=data_dir or base_cfg.data_dir)
+                  data_dir=data_dir or base_cfg.data_dir, **(train_overrides or {}))
     set_determinism(cfg.seed, cfg.threads)
     base_ck = best_checkpoint(base)
     meta = {"train": asdict(cfg), "normalization": base_meta["normalization"], "kind": "dendritic",
@@ -235,12 +236,21 @@ def main(argv=None) -> None:
                    help="gradient: dendrites train with the network; perforated: the dendrite phase, then frozen")
     p.add_argument("--candidate-epochs", type=int, default=CandidateConfig.epochs)
     p.add_argument("--candidate-lr", type=float, default=CandidateConfig.lr)
+    p.add_argument("--judge-at-end", action="store_true",
+                   help="no early stop inside a cycle: judge it once its learning-rate decay has run out")
+    p.add_argument("--warmup-epochs", type=float, default=0.0, help="linear warm-up at the start of each cycle")
+    p.add_argument("--dendrite-lr-scale", type=float, default=1.0, help="dendrites train at --max-lr times this")
+    p.add_argument("--no-decay-norm-dendrites", action="store_true",
+                   help="no weight decay on dendrites, norm scales and shifts, or biases")
     p.add_argument("--data-dir", default=None)
     a = p.parse_args(argv)
     sched = ScheduleConfig(patience=a.patience, cycle_epochs=a.cycle_epochs, max_additions=a.max_additions,
-                           max_retries=a.max_retries, min_delta=a.min_delta)
+                           max_retries=a.max_retries, min_delta=a.min_delta, judge_at_end=a.judge_at_end)
     candidates = CandidateConfig(a.candidate_epochs, a.candidate_lr) if a.method == PERFORATED else None
-    print(json.dumps(grow(a.base, a.out, sched, a.layers, a.seed, a.max_lr, a.data_dir, candidates=candidates)))
+    overrides = {"warmup_epochs": a.warmup_epochs, "dendrite_lr_scale": a.dendrite_lr_scale,
+                 "decay_norm_and_dendrites": not a.no_decay_norm_dendrites}
+    print(json.dumps(grow(a.base, a.out, sched, a.layers, a.seed, a.max_lr, a.data_dir, candidates=candidates,
+                          train_overrides=overrides)))
 
 
 if __name__ == "__main__":

@@ -48,12 +48,21 @@ class TrainConfig:
     distill: str | None = None  # soft targets from pctrain.distill
     distill_alpha: float = 0.5  # weight of the distillation term; 1 - alpha on the labels
     bf16: bool = False  # bfloat16 autocast for the forward pass (AMX/AVX-512 BF16 CPUs train about 2x faster)
+    warmup_epochs: float = 0.0  # cosine schedule: a linear warm-up from 0 over this many epochs first
+    dendrite_lr_scale: float = 1.0  # dendrite weights (and their u, v) train at max_lr times this
+    decay_norm_and_dendrites: bool = True  # False: no weight decay on 1-D parameters (norms, biases) or dendrites
     threads: int = 2
     train_limit: int = 0  # >0: a class-balanced slice of the training split (smoke runs)
     val_per_class: int = 500
     split_seed: int = 20260101
     data_dir: str | None = None
     net: dict = field(default_factory=lambda: CnnConfig().to_dict())
+
+
+def is_dendrite_parameter(name: str) -> bool:
+    """A dendrite's weights and norm, or its u / v scalars (see dendrites.DendriticNeuron):
+    "neurons.conv1.dendrites.0.op.weight", "neurons.conv1.u.0", "neurons.conv1.v.1"."""
+    return any(seg in ("dendrites", "u", "v") for seg in name.split(".")[:-1])
 
 
 def set_determinism(seed: int, threads: int) -> None:
@@ -112,14 +121,41 @@ class Trainer:
         self.best_val = -1.0
         self.train_seconds = 0.0
 
+    def param_groups(self) -> list[dict]:
+        """The trainable parameters in groups by learning rate and weight decay:
+        dendrites (their weights, batch norms, u and v) may get their own
+        learning rate, and with `decay_norm_and_dendrites` off neither they
+        nor any 1-D parameter (norm scales and shifts, biases) are decayed."""
+        cfg = self.cfg
+        groups: dict[tuple[bool, bool], list] = {}
+        for name, p in self.model.named_parameters():
+            if not p.requires_grad:
+                continue
+            dendrite = is_dendrite_parameter(name)
+            decay = cfg.decay_norm_and_dendrites or not (dendrite or p.ndim <= 1)
+            groups.setdefault((dendrite, decay), []).append(p)
+        return [{"params": ps, "lr": cfg.max_lr * (cfg.dendrite_lr_scale if dendrite else 1.0),
+                 "weight_decay": cfg.weight_decay if decay else 0.0}
+                for (dendrite, decay), ps in sorted(groups.items())]
+
     def make_optimizer(self, epochs: int):
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=self.cfg.max_lr, weight_decay=self.cfg.weight_decay)
-        if self.cfg.lr_schedule == "cosine":
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * self.steps_per_epoch)
+        groups = self.param_groups()
+        opt = torch.optim.AdamW(groups, lr=self.cfg.max_lr, weight_decay=self.cfg.weight_decay)
+        total = epochs * self.steps_per_epoch
+        if self.cfg.lr_schedule == "cosine" and self.cfg.warmup_epochs > 0:
+            warm = max(1, round(self.cfg.warmup_epochs * self.steps_per_epoch))
+
+            def factor(step: int) -> float:
+                if step < warm:
+                    return (step + 1) / warm
+                return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
+
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        elif self.cfg.lr_schedule == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
         else:
             sched = torch.optim.lr_scheduler.OneCycleLR(
-                opt, max_lr=self.cfg.max_lr, epochs=epochs, steps_per_epoch=self.steps_per_epoch)
+                opt, max_lr=[g["lr"] for g in groups], epochs=epochs, steps_per_epoch=self.steps_per_epoch)
         return opt, sched
 
     @property

@@ -1,0 +1,117 @@
+"""The growth schedule's fairer options: a cycle judged only once its
+learning-rate decay has run out, a warm-up, a separate learning rate for
+dendrites, and no weight decay on dendrites and 1-D parameters."""
+import json
+import math
+
+import torch
+
+from pctrain.dendrites import ADD, CONTINUE, RETRY, STOP, DendriteSchedule, ScheduleConfig, add_dendrites, make_dendritic
+from pctrain.grow import grow
+from pctrain.nets import Cnn, CnnConfig
+from pctrain.train import TrainConfig, Trainer, is_dendrite_parameter, train
+
+SMALL = CnnConfig(conv_channels=(4, 4, 8, 8), dense=16)
+
+
+def run(cfg, scores):
+    s = DendriteSchedule(cfg)
+    actions = [s.start(scores[0])]
+    for v in scores[1:]:
+        actions.append(s.observe(v))
+        if actions[-1] == STOP:
+            break
+    return actions, s.s
+
+
+def test_judge_at_end_lets_a_cycle_run_out_its_decay_before_judging():
+    early = ScheduleConfig(patience=2, cycle_epochs=4, max_additions=2, max_retries=0)
+    fair = ScheduleConfig(patience=2, cycle_epochs=4, max_additions=2, max_retries=0, judge_at_end=True)
+    # Two stale epochs, then the decayed end of the cycle beats the base.
+    scores = [0.90, 0.89, 0.895, 0.899, 0.91]
+    assert run(early, scores)[0] == [ADD, CONTINUE, STOP]  # cut at patience with the LR still high
+    actions, st = run(fair, scores)
+    assert actions == [ADD, CONTINUE, CONTINUE, CONTINUE, ADD]
+    assert st.best == 0.91 and st.additions == 2
+
+
+def test_judge_at_end_still_retries_a_cycle_that_never_improved():
+    cfg = ScheduleConfig(patience=1, cycle_epochs=2, max_additions=3, max_retries=1, judge_at_end=True)
+    actions, st = run(cfg, [0.90, 0.89, 0.89, 0.88, 0.895])
+    assert actions == [ADD, CONTINUE, RETRY, CONTINUE, STOP]
+    assert st.additions == 0
+
+
+class _Data:
+    """Enough of FashionMnist for a Trainer: 64 random images."""
+
+    def __init__(self):
+        import numpy as np
+
+        from pctrain.data import Split
+
+        rng = np.random.default_rng(0)
+        split = Split(rng.integers(0, 256, (64, 28, 28), dtype=np.uint8), rng.integers(0, 10, 64).astype(np.int64))
+        self.train = self.val = self.test = split
+
+
+def dendritic_trainer(tmp_path, **over):
+    model = make_dendritic(Cnn(SMALL), ["conv2", "fc1"])
+    add_dendrites(model)
+    cfg = TrainConfig(epochs=2, batch_size=16, max_lr=1e-3, lr_schedule="cosine", threads=1, **over)
+    return Trainer(cfg, tmp_path, model, _Data(), 0.28, 0.35, log=lambda *_: None)
+
+
+def test_dendrite_parameters_are_recognised_by_name():
+    model = make_dendritic(Cnn(SMALL), ["conv2"])
+    add_dendrites(model)
+    names = {n for n, _ in model.named_parameters() if is_dendrite_parameter(n)}
+    assert names and all(".dendrites." in n or n.endswith((".u.0", ".v.0")) for n in names)
+    assert not any(is_dendrite_parameter(n) for n, _ in Cnn(SMALL).named_parameters())
+
+
+def test_param_groups_give_dendrites_their_rate_and_no_decay(tmp_path):
+    t = dendritic_trainer(tmp_path, dendrite_lr_scale=3.0, decay_norm_and_dendrites=False, weight_decay=0.05)
+    named = dict(t.model.named_parameters())
+    group_of = {id(p): g for g in t.opt.param_groups for p in g["params"]}
+    for name, p in named.items():
+        g = group_of[id(p)]
+        if is_dendrite_parameter(name):
+            assert (g["weight_decay"], g["initial_lr"]) == (0.0, 3e-3), name
+        elif p.ndim <= 1:
+            assert (g["weight_decay"], g["initial_lr"]) == (0.0, 1e-3), name
+        else:
+            assert (g["weight_decay"], g["initial_lr"]) == (0.05, 1e-3), name
+    # The defaults keep the old single behaviour: one rate, every parameter decayed.
+    plain = dendritic_trainer(tmp_path)
+    assert {(g["weight_decay"], g["initial_lr"]) for g in plain.opt.param_groups} == {(0.05, 1e-3)}
+
+
+def test_warmup_ramps_then_anneals_to_zero(tmp_path):
+    t = dendritic_trainer(tmp_path, warmup_epochs=1.0)
+    steps = 2 * t.steps_per_epoch
+    lrs = []
+    for _ in range(steps):
+        lrs.append(t.sched.get_last_lr()[0])
+        t.opt.step()
+        t.sched.step()
+    warm = t.steps_per_epoch
+    assert lrs[0] == 1e-3 / warm and math.isclose(lrs[warm - 1], 1e-3)
+    assert all(a < b for a, b in zip(lrs[: warm - 1], lrs[1:warm]))
+    assert all(a >= b for a, b in zip(lrs[warm:], lrs[warm + 1 :]))
+    assert lrs[-1] < 0.2e-3
+
+
+def test_a_growth_run_records_and_uses_the_fair_options(tmp_path):
+    base = tmp_path / "baseline-seed1"
+    train(TrainConfig(seed=3, epochs=1, train_limit=200, batch_size=32, net=SMALL.to_dict(), threads=1), base, log=lambda *_: None)
+    sched = ScheduleConfig(patience=1, cycle_epochs=2, max_additions=1, max_retries=0, judge_at_end=True)
+    over = {"warmup_epochs": 0.5, "dendrite_lr_scale": 2.0, "decay_norm_and_dendrites": False}
+    grow(base, tmp_path / "dendritic-seed1", sched, ["conv2"], seed=3, log=lambda *_: None, train_overrides=over)
+    meta = json.loads((tmp_path / "dendritic-seed1" / "config.json").read_text())
+    assert meta["schedule"]["judge_at_end"] is True
+    assert {k: meta["train"][k] for k in over} == over
+    history = json.loads((tmp_path / "dendritic-seed1" / "history.json").read_text())
+    cycle1 = [r for r in history if r.get("cycle") == 1]
+    assert len(cycle1) == 2, "a judged-at-end cycle runs its whole length"
+    assert torch.load(tmp_path / "dendritic-seed1" / "final.pt")["best_val"] >= history[0]["val_acc"]
