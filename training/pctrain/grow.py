@@ -55,7 +55,14 @@ class Grower:
         self.candidates = candidates  # None: gradient-descent dendrites
         self.trainer: Trainer | None = None
 
+    @property
+    def adds_dendrites(self) -> bool:
+        """False for the continued-training control: the same cycles, no dendrites."""
+        return self.meta["kind"] == "dendritic"
+
     def model_from(self, ck: dict) -> torch.nn.Module:
+        if not self.adds_dendrites:
+            return load_model(self.meta, ck)
         model = make_dendritic(load_model(self.meta, ck), self.layers)
         if self.candidates is not None:
             freeze_dendrites(model)  # perforated: a dendrite, once trained as a candidate, stays fixed
@@ -103,10 +110,12 @@ class Grower:
         torch.save({**t.state(), "schedule": self.schedule.state_dict()}, self.out / name)
 
     def grow_from_best(self, event: str) -> dict:
-        """Roll back to the best checkpoint and add one dendrite per wrapped neuron."""
+        """Roll back to the best checkpoint and add one dendrite per wrapped neuron
+        (the continued-training control only rolls back and restarts the cycle)."""
         best = torch.load(self.out / "best.pt")
         model = self.model_from(best)
-        add_dendrites(model)
+        if self.adds_dendrites:
+            add_dendrites(model)
         row = {"event": event, "dendrites": dendrite_counts(model), "params": count_params(model)}
         if self.candidates is not None:
             row["candidates"] = self.train_candidates(model)
@@ -148,7 +157,7 @@ class Grower:
             action = self.schedule.observe(val)
             improved = self.schedule.s.best > best_before
             row = {"epoch": t.epoch, "cycle": cycle,
-                   "dendrites": max(dendrite_counts(t.model).values()), "train_loss": round(loss, 5),
+                   "dendrites": max(dendrite_counts(t.model).values(), default=0), "train_loss": round(loss, 5),
                    "val_acc": round(val, 5), "lr": t.sched.get_last_lr()[0], "seconds": round(time.time() - t0, 1)}
             t.history.append(row)
             self.log(json.dumps(row))
@@ -171,7 +180,8 @@ class Grower:
 
 def grow(base: Path, out: Path, sched: ScheduleConfig, layers: list[str], seed: int,
          max_lr: float = DEFAULT_MAX_LR, data_dir: str | None = None, log=print,
-         candidates: CandidateConfig | None = None, train_overrides: dict | None = None) -> dict:
+         candidates: CandidateConfig | None = None, train_overrides: dict | None = None,
+         continued: bool = False) -> dict:
     """Grow (or resume growing) dendrites on `base`'s best checkpoint into `out`.
 
     `candidates` set: perforated training (each new dendrite set goes through
@@ -190,12 +200,16 @@ def grow(base: Path, out: Path, sched: ScheduleConfig, layers: list[str], seed: 
                   data_dir=data_dir or base_cfg.data_dir, **(train_overrides or {}))
     set_determinism(cfg.seed, cfg.threads)
     base_ck = best_checkpoint(base)
-    meta = {"train": asdict(cfg), "normalization": base_meta["normalization"], "kind": "dendritic",
-            "description": ("The baseline CNN with gradient-descent dendrites grown on " if candidates is None else
+    meta = {"train": asdict(cfg), "normalization": base_meta["normalization"],
+            "kind": "continued" if continued else "dendritic",
+            "description": ("The continued-training control: the base trained on for the same cycles and schedule as "
+                            "its dendritic runs, with no dendrites added" if continued else
+                            "The baseline CNN with gradient-descent dendrites grown on " if candidates is None else
                             "The baseline CNN with dendrites trained by the Perforated Backpropagation dendrite phase on ")
-                           + ", ".join(layers),
+                           + ("" if continued else ", ".join(layers)),
             "base_run": str(base), "base_train_seconds": base_meta.get("wall_seconds", base_ck["train_seconds"]),
-            "dendrites": {"layers": list(layers), "init_std": 0.01,
+            "dendrites": {"layers": [], "method": "none"} if continued else
+                         {"layers": list(layers), "init_std": 0.01,
                           "method": GRADIENT if candidates is None else PERFORATED,
                           **({"candidates": asdict(candidates)} if candidates is not None else {})},
             "schedule": asdict(sched)}
@@ -236,6 +250,8 @@ def main(argv=None) -> None:
                    help="gradient: dendrites train with the network; perforated: the dendrite phase, then frozen")
     p.add_argument("--candidate-epochs", type=int, default=CandidateConfig.epochs)
     p.add_argument("--candidate-lr", type=float, default=CandidateConfig.lr)
+    p.add_argument("--continued", action="store_true",
+                   help="the continued-training control: run the same cycles and schedule without adding dendrites")
     p.add_argument("--judge-at-end", action="store_true",
                    help="no early stop inside a cycle: judge it once its learning-rate decay has run out")
     p.add_argument("--warmup-epochs", type=float, default=0.0, help="linear warm-up at the start of each cycle")
@@ -250,7 +266,7 @@ def main(argv=None) -> None:
     overrides = {"warmup_epochs": a.warmup_epochs, "dendrite_lr_scale": a.dendrite_lr_scale,
                  "decay_norm_and_dendrites": not a.no_decay_norm_dendrites}
     print(json.dumps(grow(a.base, a.out, sched, a.layers, a.seed, a.max_lr, a.data_dir, candidates=candidates,
-                          train_overrides=overrides)))
+                          train_overrides=overrides, continued=a.continued)))
 
 
 if __name__ == "__main__":

@@ -115,3 +115,23 @@ def test_a_growth_run_records_and_uses_the_fair_options(tmp_path):
     cycle1 = [r for r in history if r.get("cycle") == 1]
     assert len(cycle1) == 2, "a judged-at-end cycle runs its whole length"
     assert torch.load(tmp_path / "dendritic-seed1" / "final.pt")["best_val"] >= history[0]["val_acc"]
+
+
+def test_the_continued_control_runs_the_same_cycles_without_dendrites(tmp_path):
+    base = tmp_path / "baseline-seed1"
+    train(TrainConfig(seed=4, epochs=1, train_limit=200, batch_size=32, net=SMALL.to_dict(), threads=1), base, log=lambda *_: None)
+    sched = ScheduleConfig(patience=1, cycle_epochs=2, max_additions=2, max_retries=0, judge_at_end=True)
+    result = grow(base, tmp_path / "continued-seed1", sched, ["conv2"], seed=4, log=lambda *_: None, continued=True)
+    meta = json.loads((tmp_path / "continued-seed1" / "config.json").read_text())
+    assert meta["kind"] == "continued" and meta["dendrites"]["method"] == "none"
+    assert result["dendrites"] == {}
+    history = json.loads((tmp_path / "continued-seed1" / "history.json").read_text())
+    assert all(r["dendrites"] == 0 for r in history)
+    cycles = [r["cycle"] for r in history if "cycle" in r]
+    assert cycles[:2] == [1, 1], "each cycle runs its whole length, as the dendritic runs' do"
+    # The kept model is the plain network, same parameter count as the base.
+    from pctrain.checkpoints import load_model
+    from pctrain.nets import count_params
+
+    ck = torch.load(tmp_path / "continued-seed1" / "final.pt")
+    assert count_params(load_model(meta, ck)) == count_params(Cnn(SMALL))
