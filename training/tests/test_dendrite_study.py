@@ -1,6 +1,7 @@
-"""The growth schedule's fairer options: a cycle judged only once its
-learning-rate decay has run out, a warm-up, a separate learning rate for
-dendrites, and no weight decay on dendrites and 1-D parameters."""
+"""The dendrite study's pieces: the growth schedule's fairer options (a
+cycle judged only once its learning-rate decay has run out, a warm-up, a
+separate learning rate for dendrites, no weight decay on dendrites and 1-D
+parameters), the continued-training control, and results/study.json."""
 import json
 import math
 
@@ -135,3 +136,32 @@ def test_the_continued_control_runs_the_same_cycles_without_dendrites(tmp_path):
 
     ck = torch.load(tmp_path / "continued-seed1" / "final.pt")
     assert count_params(load_model(meta, ck)) == count_params(Cnn(SMALL))
+
+
+def test_the_study_file_holds_one_object_per_run(tmp_path):
+    import pytest
+
+    from pctrain import data as fdata
+    from pctrain.compare import PREDICTIONS
+    from pctrain.study import entry, record
+
+    base = tmp_path / "small-seed1"
+    train(TrainConfig(seed=5, epochs=1, train_limit=200, batch_size=32, net=SMALL.to_dict(), threads=1), base, log=lambda *_: None)
+    ds = fdata.load()
+    row = entry(base, "frontier", "plain", 1, ds, width=0.5)
+    assert row["experiment"] == "frontier" and row["width"] == 0.5 and "dataFraction" not in row
+    assert row["dendritesPerNeuron"] == 0 and row["parameters"] == sum(p.numel() for p in Cnn(SMALL).parameters())
+    assert 0.0 <= row["testAccuracy"] <= 1.0 and row["run"] == "small-seed1"
+    assert (base / PREDICTIONS).exists(), "test predictions cached beside the run"
+    study = tmp_path / "results" / "study.json"
+    record(study, row)
+    record(study, {**row, "seed": 2, "run": "other"})
+    rows = record(study, {**row, "testAccuracy": 0.5})  # the same run again: replaced, not added
+    assert [(r["run"], r["testAccuracy"]) for r in rows] == [("other", row["testAccuracy"]), ("small-seed1", 0.5)]
+    assert json.loads(study.read_text()) == rows
+    with pytest.raises(ValueError, match="kind"):
+        entry(base, "frontier", "bigger", 1, ds, width=1.0)
+    with pytest.raises(ValueError, match="width"):
+        entry(base, "shipped-base", "plain", 1, ds, width=1.0)
+    with pytest.raises(ValueError, match="dataFraction"):
+        entry(base, "limited-data", "base", 1, ds)
