@@ -29,7 +29,7 @@ from .augment import shift_and_flip
 from .dendrites import (ADD, RETRY, STOP, DendriteSchedule, ScheduleConfig, add_dendrites, candidate_step,
                         dendrite_counts, dendritic_neurons, freeze_dendrites, make_dendritic)
 from .nets import count_params
-from .train import TrainConfig, Trainer, accuracy, predict_logits, set_determinism
+from .train import TrainConfig, Trainer, accuracy, predict_logits, set_determinism, training_data
 
 DEFAULT_LAYERS = ("conv1", "conv2", "conv3", "conv4")
 DEFAULT_MAX_LR = 5e-4
@@ -213,9 +213,7 @@ def grow(base: Path, out: Path, sched: ScheduleConfig, layers: list[str], seed: 
                           "method": GRADIENT if candidates is None else PERFORATED,
                           **({"candidates": asdict(candidates)} if candidates is not None else {})},
             "schedule": asdict(sched)}
-    ds = fdata.load(cfg.data_dir, cfg.val_per_class, cfg.split_seed)
-    if cfg.train_limit:
-        ds = fdata.FashionMnist(fdata.subset(ds.train, cfg.train_limit, cfg.seed), ds.val, ds.test, ds.source_dir)
+    ds = training_data(cfg)  # a limited-data base grows on the same images it was trained on
     (out / "config.json").write_text(json.dumps(meta, indent=1))
     grower = Grower(out, meta, cfg, DendriteSchedule(sched), list(layers), ds, log, candidates)
     if (out / "last.pt").exists():

@@ -53,6 +53,8 @@ class TrainConfig:
     decay_norm_and_dendrites: bool = True  # False: no weight decay on 1-D parameters (norms, biases) or dendrites
     threads: int = 2
     train_limit: int = 0  # >0: a class-balanced slice of the training split (smoke runs)
+    data_fraction: float = 0.0  # >0: a fixed class-balanced share of the training split (limited-data runs)
+    subset_seed: int = 20260102  # draws that share: the same images for every run and training seed
     val_per_class: int = 500
     split_seed: int = 20260101
     data_dir: str | None = None
@@ -63,6 +65,22 @@ def is_dendrite_parameter(name: str) -> bool:
     """A dendrite's weights and norm, or its u / v scalars (see dendrites.DendriticNeuron):
     "neurons.conv1.dendrites.0.op.weight", "neurons.conv1.u.0", "neurons.conv1.v.1"."""
     return any(seg in ("dendrites", "u", "v") for seg in name.split(".")[:-1])
+
+
+def training_data(cfg: TrainConfig) -> fdata.FashionMnist:
+    """The splits a run trains on: the official split with the fixed
+    validation hold-out, its training part cut to a class-balanced slice for
+    smoke runs (`train_limit`, drawn with the run's seed) or to a fixed share
+    for limited-data runs (`data_fraction`, drawn with `subset_seed`, so every
+    arm and seed of an experiment sees the same images). Validation and test
+    are never cut."""
+    ds = fdata.load(cfg.data_dir, cfg.val_per_class, cfg.split_seed)
+    if cfg.train_limit:
+        return fdata.FashionMnist(fdata.subset(ds.train, cfg.train_limit, cfg.seed), ds.val, ds.test, ds.source_dir)
+    if cfg.data_fraction:
+        n = round(cfg.data_fraction * len(ds.train.labels))
+        return fdata.FashionMnist(fdata.subset(ds.train, n, cfg.subset_seed), ds.val, ds.test, ds.source_dir)
+    return ds
 
 
 def set_determinism(seed: int, threads: int) -> None:
@@ -273,9 +291,7 @@ def train(cfg: TrainConfig, out: Path, log=print) -> dict:
         return {"best_val": ck["best_val"], "train_seconds": ck["train_seconds"], "finished": True}
     out.mkdir(parents=True, exist_ok=True)
     set_determinism(cfg.seed, cfg.threads)
-    ds = fdata.load(cfg.data_dir, cfg.val_per_class, cfg.split_seed)
-    if cfg.train_limit:
-        ds = fdata.FashionMnist(fdata.subset(ds.train, cfg.train_limit, cfg.seed), ds.val, ds.test, ds.source_dir)
+    ds = training_data(cfg)
     mean, std = normalization(ds.train.images)
     model = Cnn(CnnConfig.from_dict(cfg.net))
     (out / "config.json").write_text(json.dumps(
@@ -332,12 +348,14 @@ def main(argv=None) -> None:
     p.add_argument("--distill-alpha", type=float, default=0.5)
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast in the forward pass")
     p.add_argument("--train-limit", type=int, default=0)
+    p.add_argument("--data-fraction", type=float, default=0.0,
+                   help="train on this fixed class-balanced share of the training split (limited-data runs)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--data-dir", default=None)
     a = p.parse_args(argv)
     cfg = TrainConfig(seed=a.seed, epochs=a.epochs, batch_size=a.batch_size, max_lr=a.max_lr,
                       weight_decay=a.weight_decay, label_smoothing=a.label_smoothing, threads=a.threads,
-                      train_limit=a.train_limit, data_dir=a.data_dir, net=parse_net(a), erase_p=a.erase_p,
+                      train_limit=a.train_limit, data_fraction=a.data_fraction, data_dir=a.data_dir, net=parse_net(a), erase_p=a.erase_p,
                       mix=a.mix, mix_alpha=a.mix_alpha, mix_p=a.mix_p, ema_decay=a.ema,
                       bn_recompute=not a.no_bn_recompute, distill=a.distill, distill_alpha=a.distill_alpha,
                       bf16=a.bf16)

@@ -165,3 +165,21 @@ def test_the_study_file_holds_one_object_per_run(tmp_path):
         entry(base, "shipped-base", "plain", 1, ds, width=1.0)
     with pytest.raises(ValueError, match="dataFraction"):
         entry(base, "limited-data", "base", 1, ds)
+
+
+def test_limited_data_runs_share_one_fixed_class_balanced_subset():
+    import numpy as np
+
+    from pctrain.train import training_data
+
+    a = training_data(TrainConfig(seed=1, data_fraction=0.05))
+    b = training_data(TrainConfig(seed=2, data_fraction=0.05))
+    full = training_data(TrainConfig(seed=1))
+    assert len(a.train.labels) == 2750 and np.bincount(a.train.labels).tolist() == [275] * 10
+    assert np.array_equal(a.train.images, b.train.images), "every seed and arm trains on the same images"
+    assert np.array_equal(a.val.labels, full.val.labels) and len(a.test.labels) == 10_000, "validation and test are never cut"
+    ten = training_data(TrainConfig(seed=1, data_fraction=0.10))
+    assert len(ten.train.labels) == 5500
+    # Smoke slices still follow the run's seed.
+    s1, s2 = training_data(TrainConfig(seed=1, train_limit=200)), training_data(TrainConfig(seed=2, train_limit=200))
+    assert not np.array_equal(s1.train.images, s2.train.images)
