@@ -31,6 +31,8 @@ import {
 import { servedBy, tracker } from './pipeline';
 
 export interface HttpOptions extends HttpLimits {
+  /** Images in one request (CLASSIFY_MAX_IMAGES). */
+  maxImages: number;
   adminToken?: string;
 }
 

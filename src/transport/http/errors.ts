@@ -5,11 +5,9 @@ import { ServiceError } from '../../core/errors';
 import { imageTooLarge } from '../../core/rules';
 import { answeredWith } from './pipeline';
 
-/** The byte and image limits the HTTP layers enforce, for their error messages. */
+/** The byte limits the HTTP body parsers enforce, for their error messages. */
 export interface HttpLimits {
   maxImageBytes: number;
-  /** Images in one request (CLASSIFY_MAX_IMAGES). */
-  maxImages: number;
   maxJsonBytes: number;
 }
 
