@@ -29,9 +29,12 @@ export function tracker(pipeline: RequestPipeline, refuse: (res: Response, err: 
       locals(res).call = call;
       const fields = () => ({ method: req.method, path: req.path, status: res.statusCode });
       res.once('finish', () => call.finish(locals(res).error, fields()));
-      res.once('close', () =>
-        call.finish(locals(res).error ?? new ServiceError('CANCELLED', 'the client went away before the answer'), fields()),
-      );
+      // Every response closes; only one whose answer was never written finishes its call here
+      // (no error object is built for the others, on the hot path).
+      res.once('close', () => {
+        if (!res.writableFinished)
+          call.finish(locals(res).error ?? new ServiceError('CANCELLED', 'the client went away before the answer'), fields());
+      });
       if (call.refused) {
         // Read the body out before refusing: closing a connection with an
         // upload still arriving resets it, and the client would see a reset
