@@ -22,17 +22,17 @@ async function main(): Promise<void> {
   for (const message of deprecations) log.warn({}, message);
   const started = Date.now();
   const service = await createService(config, log);
-  const { httpPort, grpcPort, metricsPort } = await service.start();
-  log.info(
-    { httpPort, grpcPort, metricsPort, models: service.repository.names(), runtime: config.runtime, startupMs: Date.now() - started },
-    'ready',
-  );
+  // The signal handlers go in before start: /readyz can answer before start
+  // has finished (HTTP listens first), and a SIGTERM in that window must
+  // drain, not kill the process.
+  const starting = service.start();
 
   let stopping = false;
   const shutdown = async (signal: string) => {
     if (stopping) return;
     stopping = true;
     log.info({ signal, drainTimeoutMs: config.drainTimeoutMs }, 'draining');
+    await starting.catch(() => undefined); // a failed start exits on its own, below
     const outcome = await service.stop();
     // drained: every request admitted before the signal was answered in time.
     log.info(outcome, 'stopped');
@@ -45,6 +45,12 @@ async function main(): Promise<void> {
   process.on('SIGHUP', () => {
     service.reload().catch((err) => log.error({ err: (err as Error).message }, 'reload failed'));
   });
+
+  const { httpPort, grpcPort, metricsPort } = await starting;
+  log.info(
+    { httpPort, grpcPort, metricsPort, models: service.repository.names(), runtime: config.runtime, startupMs: Date.now() - started },
+    'ready',
+  );
 }
 
 main().catch((err) => {
