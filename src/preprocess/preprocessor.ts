@@ -11,7 +11,8 @@ import sharp from 'sharp';
 import { invalid, ServiceError } from '../core/errors';
 import type { ImageInput } from '../core/types';
 import { imageTooLarge } from '../core/rules';
-import { cornerColor, type Gray, isLightBackground, toFashionMnist } from './fashion-convert';
+import { toFashionMnist } from './fashion-convert';
+import { cornerColor, type Gray, isLightBackground } from './fashion-steps';
 import { type ImageFormat, sniffImage } from './sniff';
 
 export interface PreprocessLimits {

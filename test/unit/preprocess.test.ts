@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import sharp from 'sharp';
-import { cornerColor, fitLongestEdge, padCenter, trimBox } from '../../src/preprocess/fashion-convert';
+import { cornerColor, fitLongestEdge, padCenter, trimBox } from '../../src/preprocess/fashion-steps';
 import { Preprocessor, validatePixels } from '../../src/preprocess/preprocessor';
 import { sniffImage } from '../../src/preprocess/sniff';
 import { readTestSet } from '../../src/tools/fashion-mnist';
