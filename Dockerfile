@@ -23,6 +23,11 @@ RUN npm ci --no-audit --no-fund --loglevel=error
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npm run --silent build:service
+# The browser pages (/docs, the try-it page at /): type-checked and bundled
+# with esbuild; they share the pure preprocessing steps under src/.
+COPY web ./web
+COPY scripts/build-web.mjs ./scripts/build-web.mjs
+RUN npm run --silent build:web
 
 # ---- deps: production dependencies only ---------------------------------------
 FROM node:${NODE_VERSION}-bookworm-slim AS deps
@@ -39,7 +44,7 @@ RUN npm ci --omit=dev --no-audit --no-fund --loglevel=error \
       || echo "@tensorflow/tfjs-node could not be installed; RUNTIME=tfjs will use the wasm backend"; \
     fi
 
-# ---- runtime: node, production modules, compiled code, protos, models ---------
+# ---- runtime: node, production modules, compiled code, pages, protos, API document, models
 FROM node:${NODE_VERSION}-bookworm-slim AS runtime
 WORKDIR /app
 ENV NODE_ENV=production \
@@ -49,7 +54,9 @@ ENV NODE_ENV=production \
 COPY package.json ./
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/dist/src ./dist/src
+COPY --from=build /app/dist/web ./dist/web
 COPY proto ./proto
+COPY api ./api
 COPY models ./models
 # A numeric non-root user: nothing under /app is writable by it, and the
 # Kubernetes manifests run the same uid with a read-only root filesystem.

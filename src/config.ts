@@ -42,6 +42,10 @@ export interface Config {
   readonly routingFile: string;
   readonly routingPollMs: number;
   readonly logLevel: string;
+  /** The try-it page at `/` (TRY_IT_PAGE=on|off); /docs and /openapi.json are always served. */
+  readonly tryItPage: boolean;
+  /** Browser origins allowed to call the API (CORS_ORIGINS); empty: CORS off. */
+  readonly corsOrigins: readonly string[];
 }
 
 export class ConfigError extends Error {}
@@ -92,6 +96,35 @@ function oneOf<T extends string>(env: Env, key: string, def: T, allowed: readonl
   return raw as T;
 }
 
+/**
+ * CORS_ORIGINS: a comma-separated list of origins (`https://shop.example.com`,
+ * scheme, host and port, no path) or `*` for any origin.
+ */
+function origins(env: Env): readonly string[] {
+  const raw = env.CORS_ORIGINS?.trim();
+  if (!raw) return Object.freeze([]);
+  const list = raw
+    .split(',')
+    .map((o) => o.trim())
+    .filter((o) => o !== '');
+  for (const o of list) {
+    if (o === '*') continue;
+    let url: URL | undefined;
+    try {
+      url = new URL(o);
+    } catch {
+      /* reported below */
+    }
+    if (!url || !/^https?:$/.test(url.protocol) || url.origin !== o) {
+      throw new ConfigError(
+        `CORS_ORIGINS entry "${o}" must be * or an origin like https://shop.example.com (scheme, host, optional port, no path or trailing slash)`,
+      );
+    }
+  }
+  if (list.includes('*') && list.length > 1) throw new ConfigError('CORS_ORIGINS=* allows every origin; list origins or give * alone');
+  return Object.freeze(list);
+}
+
 /** The validated, frozen config; `warn` hears of each deprecated variable in use. */
 export function loadConfig(env: Env = process.env, warn: (message: string) => void = () => {}): Config {
   deprecations(env).forEach(warn);
@@ -127,6 +160,8 @@ export function loadConfig(env: Env = process.env, warn: (message: string) => vo
     routingFile: path.resolve(env.ROUTING_FILE || path.join(modelDir, 'routing.json')),
     routingPollMs: int(env, 'ROUTING_POLL_MS', 2000, 50, 600_000),
     logLevel: oneOf(env, 'LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
+    tryItPage: oneOf(env, 'TRY_IT_PAGE', 'on', ['on', 'off'] as const) === 'on',
+    corsOrigins: origins(env),
   };
   return Object.freeze(config);
 }

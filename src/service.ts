@@ -31,6 +31,7 @@ import { RoutingSource } from './routing/routing-source';
 import { RequestPipeline } from './pipeline/pipeline';
 import { createGrpcTransport, type GrpcTransport } from './transport/grpc/server';
 import { createHttpApp } from './transport/http/app';
+import { installedUiFiles } from './transport/http/ui';
 import { OipService } from './transport/oip/service';
 
 export interface Service {
@@ -182,6 +183,8 @@ export async function createService(config: Config, log: AppLogger, opts: Servic
       maxImages: config.classifyMaxImages,
       maxJsonBytes: config.maxJsonBytes,
       adminToken: config.adminToken,
+      corsOrigins: config.corsOrigins,
+      ui: { tryItPage: config.tryItPage, files: installedUiFiles() },
     },
   );
   const httpServer = http.createServer(app);

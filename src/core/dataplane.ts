@@ -10,6 +10,7 @@ import type { ModelRepository } from '../models/repository';
 import type { ExperimentArms, Monitor } from '../monitoring/monitor';
 import type { Admission } from './admission';
 import type { Classifier } from './classifier';
+import { ServiceError } from './errors';
 import { checkModelName, checkVersion } from './rules';
 import type { BatchItem, Classification, ClassifyOptions, FeedbackRequest, FeedbackResult, ImageInput } from './types';
 
@@ -73,6 +74,20 @@ export class DataPlane {
         inputShape: m.manifest.input.shape,
         pixelsPerImage: m.pixelsPerImage,
       };
+    } finally {
+      lease.release();
+    }
+  }
+
+  /** A file of a loaded model that a browser may fetch (LoadedModel.browserFile), or NOT_FOUND. */
+  browserFile(name: string, version: string, file: string): string {
+    checkModelName(name);
+    checkVersion(version);
+    const lease = this.deps.repository.acquire(name, version);
+    try {
+      const found = lease.model.browserFile(file);
+      if (found === undefined) throw new ServiceError('NOT_FOUND', `model ${name}/${version} has no browser file "${file}"`);
+      return found;
     } finally {
       lease.release();
     }

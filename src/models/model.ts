@@ -4,6 +4,7 @@
  * softmax). Nothing here is hard-coded: labels, mean, std and temperature
  * are the manifest's.
  */
+import path from 'node:path';
 import type { Manifest } from './manifest';
 import type { InferenceRuntime } from './runtime';
 
@@ -33,6 +34,19 @@ export class LoadedModel {
 
   get version(): string {
     return this.manifest.version;
+  }
+
+  /**
+   * The absolute path of a file a browser may fetch to run this model
+   * itself: `manifest.json`, or a file of the TF.js artifact that the
+   * manifest lists with its digest. Anything else: undefined.
+   */
+  browserFile(file: string): string | undefined {
+    if (file === 'manifest.json') return path.join(this.dir, file);
+    const tfjs = this.manifest.formats.tfjs;
+    if (!tfjs || file.includes('/') || file.includes('\\')) return undefined;
+    const listed = path.posix.join(path.posix.dirname(tfjs.path), file);
+    return Object.hasOwn(this.manifest.files, listed) ? path.join(this.dir, listed) : undefined;
   }
 
   /** Write image `index` of a batch buffer from raw 0..255 pixels. */

@@ -37,6 +37,10 @@ export const ENDPOINTS = {
   metadata: { work: false },
   health: { work: false },
   admin: { work: false },
+  /** The OpenAPI rendering, the try-it page and their static files. */
+  ui: { work: false },
+  /** CORS preflights. */
+  cors: { work: false },
   unknown: { work: false },
 } as const;
 

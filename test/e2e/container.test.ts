@@ -49,6 +49,12 @@ describe('container image (Dockerfile replayed without Docker)', { timeout: 15 *
     );
     for (const f of [
       'dist/src/main.js',
+      'dist/web/index.html',
+      'dist/web/app.js',
+      'dist/web/docs.html',
+      'api/openapi.json',
+      'node_modules/swagger-ui-dist/swagger-ui-bundle.js',
+      'node_modules/@tensorflow/tfjs/dist/tf.min.js',
       'package.json',
       'proto/classifier/v1/classifier.proto',
       'proto/inference/v2/grpc_predict_v2.proto',
@@ -60,7 +66,18 @@ describe('container image (Dockerfile replayed without Docker)', { timeout: 15 *
     ]) {
       assert.ok(existsSync(path.join(app, f)), `the image has ${f}`);
     }
-    for (const f of ['node_modules/typescript', 'node_modules/supertest', 'src', 'test', 'training', 'dist/test', '.git']) {
+    for (const f of [
+      'node_modules/typescript',
+      'node_modules/supertest',
+      'src',
+      'test',
+      'training',
+      'dist/test',
+      'web',
+      'node_modules/esbuild',
+      'node_modules/playwright-core',
+      '.git',
+    ]) {
       assert.ok(!existsSync(path.join(app, f)), `the image leaves out ${f}`);
     }
     assert.match(image.user ?? '', /^[1-9][0-9]*(:[0-9]+)?$/, 'a numeric non-root USER');

@@ -25,6 +25,28 @@ describe('config', () => {
     assert.throws(() => loadConfig({ MAX_BATCH_IMAGES: '0' }), /MAX_BATCH_IMAGES=0/);
   });
 
+  it('serves the try-it page unless TRY_IT_PAGE=off, and allows no cross-origin caller unless CORS_ORIGINS lists it', () => {
+    const d = loadConfig({});
+    assert.equal(d.tryItPage, true);
+    assert.deepEqual(d.corsOrigins, []);
+    assert.equal(loadConfig({ TRY_IT_PAGE: 'off' }).tryItPage, false);
+    assert.throws(() => loadConfig({ TRY_IT_PAGE: 'no' }), /TRY_IT_PAGE=no must be one of on, off/);
+    assert.deepEqual(loadConfig({ CORS_ORIGINS: 'https://shop.example.com, http://localhost:3000' }).corsOrigins, [
+      'https://shop.example.com',
+      'http://localhost:3000',
+    ]);
+    assert.deepEqual(loadConfig({ CORS_ORIGINS: '*' }).corsOrigins, ['*']);
+    for (const bad of [
+      'https://shop.example.com/',
+      'shop.example.com',
+      'ftp://x.example',
+      'https://x.example/path',
+      '*,https://a.example',
+    ]) {
+      assert.throws(() => loadConfig({ CORS_ORIGINS: bad }), /CORS_ORIGINS/, bad);
+    }
+  });
+
   it('reads the renamed variables under their new names, and the old ones with a warning', () => {
     const quiet: string[] = [];
     const c = loadConfig(

@@ -15,6 +15,7 @@ import { RoutingConfigError } from '../../routing/router';
 import type { RoutingSource } from '../../routing/routing-source';
 import type { OipService } from '../oip/service';
 import { adminAuth } from './admin-auth';
+import { cors, isPreflight } from './cors';
 import { errorMiddleware, fromHttpLayer, type HttpLimits, sendError } from './errors';
 import { MethodTable } from './methods';
 import { oipRouter } from './oip-routes';
@@ -29,11 +30,16 @@ import {
   unsupportedContentType,
 } from './parse';
 import { servedBy, tracker } from './pipeline';
+import { installUi, type UiOptions } from './ui';
 
 export interface HttpOptions extends HttpLimits {
   /** Images in one request (CLASSIFY_MAX_IMAGES). */
   maxImages: number;
   adminToken?: string;
+  /** Browser origins allowed to call the API (CORS_ORIGINS); empty: no CORS. */
+  corsOrigins: readonly string[];
+  /** The OpenAPI document, /docs and the try-it page. */
+  ui: UiOptions;
 }
 
 export interface AdminActions {
@@ -76,6 +82,14 @@ export function createHttpApp(
   });
   const track = tracker(pipeline, sendError);
   const routes = new MethodTable(app.router);
+
+  const crossOrigin = cors(opts.corsOrigins, sendError);
+  if (crossOrigin) {
+    const preflight = track('http', 'cors');
+    app.use((req: Request, res: Response, next: NextFunction) =>
+      isPreflight(req) ? preflight(req, res, () => crossOrigin(req, res, next)) : crossOrigin(req, res, next),
+    );
+  }
 
   const parseJson = express.json({ limit: opts.maxJsonBytes, strict: true });
   /** The JSON body parser; a request declaring JSON with no body at all is a bad request, not an empty object. */
@@ -221,6 +235,8 @@ export function createHttpApp(
     }
     res.json(admin.routing.status());
   });
+
+  installUi(routes, dataplane, opts.ui, track('http', 'ui'), track('http', 'metadata'));
 
   routes.refuseOtherMethods(track('http', 'unknown'), sendError);
 
