@@ -1,5 +1,5 @@
 /** Shared by the test suites: paths, a silent logger, in-process services. */
-import { readFileSync } from 'node:fs';
+import { appendFileSync, readFileSync } from 'node:fs';
 import { cp, mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -7,6 +7,7 @@ import pino from 'pino';
 import { type Config, loadConfig } from '../src/config';
 import { type MetricsSources, ServiceMetrics } from '../src/monitoring/metrics';
 import { createService, type Service, type ServiceOptions } from '../src/service';
+import { type ContractWatch, watchContract } from './support/openapi-contract';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
 export const MODELS = path.join(ROOT, 'models');
@@ -76,11 +77,36 @@ export function testConfig(env: Record<string, string> = {}): Config {
   });
 }
 
-export async function startService(
-  env: Record<string, string> = {},
-  opts: ServiceOptions = {},
-): Promise<Service & { port: number; grpcPort: number; metricsPort: number }> {
+export type TestService = Service & { port: number; grpcPort: number; metricsPort: number; contract: ContractWatch };
+
+/**
+ * A service on free ports, whose every HTTP answer is checked against
+ * api/openapi.json (test/support/openapi-contract.ts). Its stop() stops the
+ * service as before, then throws an AssertionError listing each answer that
+ * the document does not describe, so the suite's after() fails.
+ * OPENAPI_CONTRACT_LOG=<file> appends each service's count of checked answers there.
+ */
+export async function startService(env: Record<string, string> = {}, opts: ServiceOptions = {}): Promise<TestService> {
   const service = await createService(testConfig(env), silentLog, opts);
+  const contract = watchContract(service.httpServer);
+  const stop = service.stop.bind(service);
+  const checkedStop: Service['stop'] = async () => {
+    const outcome = await stop();
+    contract.detach();
+    if (process.env.OPENAPI_CONTRACT_LOG) {
+      appendFileSync(
+        process.env.OPENAPI_CONTRACT_LOG,
+        `${JSON.stringify({ checked: contract.checked, violations: contract.violations.length })}\n`,
+      );
+    }
+    contract.assertClean();
+    return outcome;
+  };
   const { httpPort, grpcPort, metricsPort } = await service.start();
-  return Object.assign(service, { port: httpPort, grpcPort, metricsPort });
+  return Object.assign(service, { port: httpPort, grpcPort, metricsPort, contract, stop: checkedStop });
+}
+
+/** How many HTTP answers of a service started by startService() the OpenAPI contract has checked so far. */
+export function checkedResponses(service: TestService): number {
+  return service.contract.checked;
 }
