@@ -71,7 +71,8 @@ export class Classifier {
       if (!perItemErrors && prepared[0].status === 'rejected') throw ServiceError.from(prepared[0].reason);
       const ok = prepared.flatMap((p, i): Prepared[] => (p.status === 'fulfilled' ? [{ i, ...p.value }] : []));
       const t1 = performance.now();
-      const probs = ok.length > 0 ? await this.deps.batchers.predict(model, this.tensor(model, ok), ok.length) : new Float32Array(0);
+      const raw = ok.length > 0 ? await this.deps.batchers.raw(model, this.tensor(model, ok), ok.length) : new Float32Array(0);
+      const probs = model.calibrated(raw);
       const t2 = performance.now();
       const timings = { preprocessMs: round(t1 - t0), inferenceMs: round(t2 - t1), totalMs: round(performance.now() - t0) };
       const out: BatchItem[] = prepared.map((p) =>

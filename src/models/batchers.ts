@@ -15,8 +15,12 @@ export class ModelBatchers {
     private readonly metrics: ServiceMetrics,
   ) {}
 
-  /** Run `images` rows of normalized input through `model`, merged with whatever else is waiting for it. */
-  predict(model: LoadedModel, input: Float32Array, images: number): Promise<Float32Array> {
+  /**
+   * Run `images` rows of normalized input through `model`, merged with
+   * whatever else is waiting for it: the runtime's raw outputs
+   * (LoadedModel.raw), which the caller calibrates.
+   */
+  raw(model: LoadedModel, input: Float32Array, images: number): Promise<Float32Array> {
     return this.for(model).submit(input, images);
   }
 
@@ -25,7 +29,7 @@ export class ModelBatchers {
     if (!b) {
       const labels = { model: model.name, version: model.version };
       b = new DynamicBatcher(
-        (input, n) => model.predict(input, n),
+        (input, n) => model.raw(input, n),
         { inputSize: model.pixelsPerImage, outputSize: model.numClasses },
         this.options,
         (call) => {

@@ -56,15 +56,25 @@ export class LoadedModel {
     for (let i = 0; i < this.pixelsPerImage; i++) out[base + i] = pixels[i] * scale + shift;
   }
 
-  /** Calibrated class probabilities for a normalized batch, [n, classes] row-major. */
-  async predict(input: Float32Array, batch: number): Promise<Float32Array> {
+  /** The runtime's raw outputs (logits, or probabilities for a `probabilities` manifest) for a normalized batch, [n, classes] row-major. */
+  async raw(input: Float32Array, batch: number): Promise<Float32Array> {
     const raw = await this.runtime.run(input, batch);
     if (raw.length !== batch * this.numClasses) {
       throw new Error(`${this.name}/${this.version} returned ${raw.length} values for ${batch} images x ${this.numClasses} classes`);
     }
+    return raw;
+  }
+
+  /** Calibrated class probabilities from raw outputs, as the manifest prescribes. */
+  calibrated(raw: Float32Array): Float32Array {
     return this.manifest.output.kind === 'logits'
       ? softmaxRows(raw, this.numClasses, this.manifest.output.temperature)
       : temperProbabilities(raw, this.numClasses, this.manifest.output.temperature);
+  }
+
+  /** Calibrated class probabilities for a normalized batch, [n, classes] row-major. */
+  async predict(input: Float32Array, batch: number): Promise<Float32Array> {
+    return this.calibrated(await this.raw(input, batch));
   }
 }
 
