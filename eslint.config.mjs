@@ -1,5 +1,7 @@
 // ESLint (typescript-eslint, type-aware where it catches real bugs: floating
-// promises, misused promises) over the service, its tests, benchmarks and scripts.
+// promises, misused promises) over the service, its tests, benchmarks and
+// scripts, and the browser pages' code in web/ (browser globals, type-checked
+// against web/tsconfig.json).
 import js from '@eslint/js';
 import globals from 'globals';
 import tseslint from 'typescript-eslint';
@@ -10,10 +12,22 @@ export default tseslint.config(
   ...tseslint.configs.recommended,
   {
     files: ['**/*.ts'],
+    ignores: ['web/**'],
     languageOptions: {
       parserOptions: { project: './tsconfig.json', tsconfigRootDir: import.meta.dirname },
       globals: globals.node,
     },
+  },
+  {
+    // The browser pages (the try-it page and the docs page): DOM, no Node.
+    files: ['web/**/*.ts'],
+    languageOptions: {
+      parserOptions: { project: './web/tsconfig.json', tsconfigRootDir: import.meta.dirname },
+      globals: globals.browser,
+    },
+  },
+  {
+    files: ['**/*.ts'],
     rules: {
       '@typescript-eslint/no-floating-promises': [
         'error',
