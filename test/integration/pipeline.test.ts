@@ -30,7 +30,7 @@ describe('one request pipeline for every transport', () => {
     c = clients(ports.grpcPort);
     // The baseline's runtime call fails from now on: the same INTERNAL error behind every transport.
     const model = service.repository.latest('baseline')!;
-    model.predict = async () => {
+    model.raw = async () => {
       throw new Error('runtime exploded: secret internals');
     };
   });

@@ -18,7 +18,7 @@ import { adminAuth } from './admin-auth';
 import { cors, isPreflight } from './cors';
 import { errorMiddleware, fromHttpLayer, type HttpLimits, sendError } from './errors';
 import { MethodTable } from './methods';
-import { oipRouter } from './oip-routes';
+import { oipRouter, sendOipError } from './oip-routes';
 import {
   declares,
   EMPTY_JSON_BODY,
@@ -240,9 +240,11 @@ export function createHttpApp(
 
   routes.refuseOtherMethods(track('http', 'unknown'), sendError);
 
+  // OIP calls refused at admission (draining) answer in OIP's error form too.
+  const trackOip = tracker(pipeline, sendOipError);
   app.use(
     oipRouter(dataplane, oip, {
-      track: (endpoint) => track('oip-http', endpoint),
+      track: (endpoint) => trackOip('oip-http', endpoint),
       json: (req, res, next) => json(req, res, (err?: unknown) => next(err === undefined ? undefined : fromHttpLayer(err, opts))),
       unsupported: unsupportedContentType,
     }),

@@ -80,7 +80,8 @@ function jsonOutputs(body: Record<string, unknown>): string[] | undefined {
   return body.outputs.map((o) => (o as { name: string }).name);
 }
 
-function sendOipError(res: Response, err: unknown): void {
+/** An error in OIP's form, `{"error": "<message>"}`, with the status from the one code table. */
+export function sendOipError(res: Response, err: unknown): void {
   const e = ServiceError.from(err);
   answeredWith(res, e);
   if (e.retryAfterSeconds !== undefined) res.setHeader('Retry-After', String(e.retryAfterSeconds));

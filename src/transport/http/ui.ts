@@ -5,7 +5,9 @@
  * TF.js, and the TF.js artifacts of the loaded models so the page can run a
  * model in the browser. Everything is served from this installation (the
  * built web/ bundle, node_modules, the model directory): no CDN, works
- * offline. Static files are cached by the browser and revalidated by ETag.
+ * offline. Static files are cached by the browser and revalidated by
+ * Last-Modified (the app turns ETags off: hashing every JSON answer costs
+ * the hot path). Range requests are not served: the files are small.
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -68,7 +70,7 @@ export function installUi(routes: MethodTable, dataplane: DataPlane, opts: UiOpt
       }
       res.setHeader('Content-Security-Policy', PAGE_CSP);
       res.setHeader('Cache-Control', picked.maxAge > 0 ? `public, max-age=${picked.maxAge / 1000}` : 'no-cache');
-      res.sendFile(picked.file, { cacheControl: false, dotfiles: 'deny' }, (err?: Error) => {
+      res.sendFile(picked.file, { cacheControl: false, dotfiles: 'deny', acceptRanges: false }, (err?: Error) => {
         if (err && !res.headersSent) next(new ServiceError('NOT_FOUND', `no file ${req.path}`));
       });
     };
