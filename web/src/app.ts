@@ -268,8 +268,8 @@ function oodView(a: Classification): HTMLElement | null {
         'p',
         { class: flagged ? 'warning ood' : 'muted ood', 'data-flagged': String(flagged) },
         flagged
-          ? `Out of distribution: this photo looks unlike what the model was trained on (score ${score.toFixed(3)} \u2265 threshold ${threshold.toFixed(3)}); treat the label with caution.`
-          : `In distribution (out-of-distribution score ${score.toFixed(3)} < threshold ${threshold.toFixed(3)}).`,
+          ? `Out of distribution: this photo looks unlike what the model was trained on (score ${score.toFixed(3)} > threshold ${threshold.toFixed(3)}); treat the label with caution.`
+          : `In distribution (out-of-distribution score ${score.toFixed(3)} \u2264 threshold ${threshold.toFixed(3)}).`,
       ),
     );
   }
@@ -290,19 +290,25 @@ function armNote(arm: string): string | undefined {
   return state.ab?.experiment?.arms.some((x) => x.name === arm) ? `an arm of experiment ${state.ab.experiment.experiment}` : undefined;
 }
 
+/** The service's label; an answer that abstains may come without one (then its most likely class stands in). */
+function answerLabel(a: Classification): string | undefined {
+  return typeof a.label === 'string' && a.label !== '' ? a.label : a.top?.[0]?.label;
+}
+
 function renderAnswer(a: Classification, file: File): void {
+  const label = typeof a.label === 'string' && a.label !== '' ? a.label : undefined;
   el.result.dataset.state = 'done';
   el.result.dataset.model = a.model;
   el.result.dataset.version = a.version;
   el.result.dataset.arm = a.arm;
-  el.result.dataset.label = a.label;
+  el.result.dataset.label = label ?? '';
   replace(
     el.result,
     h(
       'p',
       { class: 'answer' },
-      h('span', { class: 'label' }, a.label),
-      h('span', { class: 'confidence' }, ` ${pct(a.confidence)} confident`),
+      h('span', { class: 'label' }, label ?? 'No label'),
+      typeof a.confidence === 'number' ? h('span', { class: 'confidence' }, ` ${pct(a.confidence)} confident`) : null,
     ),
     oodView(a),
     h(
@@ -323,7 +329,7 @@ function renderAnswer(a: Classification, file: File): void {
   // Feedback: the true category among the answering model's labels.
   const labels = state.models.find((m) => m.name === a.model && m.version === a.version)?.labels ?? a.top.map((t) => t.label);
   replace(el.feedbackLabel, ...labels.map((l) => h('option', { value: l }, l)));
-  el.feedbackLabel.value = a.label;
+  el.feedbackLabel.value = answerLabel(a) ?? labels[0] ?? '';
   el.feedbackResult.textContent = '';
   el.feedbackButton.disabled = false;
   el.feedbackForm.hidden = false;
@@ -346,6 +352,7 @@ async function runClassify(): Promise<void> {
     state.answer = answer;
     state.answerFile = file;
     renderAnswer(answer, file);
+    void refreshAb(); // the report counts this request
     el.browserButton.disabled = false;
     if (el.browserAuto.checked) void runInBrowser();
   } catch (err) {
@@ -406,7 +413,8 @@ async function runInBrowser(): Promise<void> {
         : `The model's input: the ${pixels.source.width}x${pixels.source.height} photo converted in the browser (approximately as the service does)`;
 
     // Agreement: the same top label, and how far the probabilities of the classes the service listed are apart.
-    const agree = prediction.label === answer.label;
+    const serviceLabel = answerLabel(answer);
+    const agree = prediction.label === serviceLabel;
     const maxDiff = Math.max(...answer.top.map((t) => Math.abs((prediction.probabilities[t.labelIndex] ?? 0) - t.confidence)));
     const top = prediction.probabilities
       .map((confidence, labelIndex) => ({ label: model.manifest.labels[labelIndex] ?? String(labelIndex), confidence }))
@@ -433,8 +441,8 @@ async function runInBrowser(): Promise<void> {
         'p',
         { class: agree ? 'agree' : 'warning disagree' },
         agree
-          ? `Agrees with the service: both say ${answer.label}.`
-          : `Disagrees with the service: the browser says ${prediction.label}, the service said ${answer.label}.`,
+          ? `Agrees with the service: both say ${serviceLabel}.`
+          : `Disagrees with the service: the browser says ${prediction.label}, the service said ${serviceLabel ?? 'nothing'}.`,
         ` Largest probability difference over the ${answer.top.length} categories the service listed: ${maxDiff.toExponential(2)}.`,
       ),
       pixels.path === 'converted'
