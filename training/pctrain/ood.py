@@ -34,6 +34,7 @@ import argparse
 import base64
 import hashlib
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,9 @@ from . import data as fdata
 from . import oodsets
 
 FALSE_FLAG_RATE = 0.05
+GUARD_Z = 1.645  # one-sided 95%: the threshold is fitted this many binomial standard errors below the target rate
+TARGET_AUROC = 0.95  # worst far-OOD AUROC a method must reach (dev) to be chosen
+TARGET_ACCURACY_AT_90 = 0.975  # accuracy of the answered at 90% coverage, abstaining by the score (validation)
 TRAIN_FIT_PER_CLASS = 1000  # training images per class the model-based parameters are fitted on
 DEV_N = 1000
 REPORT_N = 2000
@@ -124,6 +128,14 @@ def energy_score(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 
 
 # ---- Gaussian models ----------------------------------------------------------
+SIGNIFICANT = 10  # digits kept of every fitted number; Python scores with the rounded numbers the manifest holds
+
+
+def sig(a, digits: int = SIGNIFICANT):
+    """Round to `digits` significant digits (arrays elementwise)."""
+    if np.isscalar(a):
+        return float(f"{float(a):.{digits}g}")
+    return np.vectorize(lambda x: float(f"{x:.{digits}g}"))(np.asarray(a, dtype=np.float64)).reshape(np.shape(a))
 @dataclass
 class Gaussian:
     """Class-conditional means with one shared covariance (one class: a single Gaussian)."""
@@ -158,9 +170,13 @@ class Gaussian:
         d2 = d2.min(1) if classes is None else d2[np.arange(len(d2)), classes]
         return np.sqrt(np.maximum(d2, 0.0))
 
-    def params(self, digits: int = 8) -> dict:
-        r = lambda a: np.round(a, digits).tolist()  # noqa: E731
-        return {"center": r(self.center), "scale": r(self.scale), "means": r(self.means), "precision": r(self.precision)}
+    def rounded(self) -> "Gaussian":
+        """The same model with every number at SIGNIFICANT digits, as the manifest stores it."""
+        return Gaussian(sig(self.means), sig(self.precision), sig(self.center), sig(self.scale))
+
+    def params(self) -> dict:
+        return {"center": sig(self.center).tolist(), "scale": sig(self.scale).tolist(),
+                "means": sig(self.means).tolist(), "precision": sig(self.precision).tolist()}
 
 
 # ---- inputs of one model on one image set ---------------------------------------
@@ -235,18 +251,24 @@ def score(fit: Fitted, comps: dict[str, np.ndarray], name: str) -> np.ndarray:
 def fit_model(temperature: float, train: Signals, labels: np.ndarray) -> Fitted:
     fit = Fitted(
         temperature=temperature,
-        pixel_gauss=Gaussian.fit(train.pixels),
-        pixel_cc=Gaussian.fit(train.pixels, labels),
-        logit_cc=Gaussian.fit(train.logits.astype(np.float64), labels),
+        pixel_gauss=Gaussian.fit(train.pixels).rounded(),
+        pixel_cc=Gaussian.fit(train.pixels, labels).rounded(),
+        logit_cc=Gaussian.fit(train.logits.astype(np.float64), labels).rounded(),
         feature_cc=Gaussian.fit(train.features.astype(np.float64), labels, ridge=1e-4),
         stats={},
     )
     comps = components(fit, train)
-    fit.stats = {k: (float(v.mean()), float(v.std() or 1.0)) for k, v in comps.items()}
+    fit.stats = {k: (sig(v.mean()), sig(v.std() or 1.0)) for k, v in comps.items()}
     return fit
 
 
 # ---- thresholds and metrics -------------------------------------------------------
+def guarded_rate(rate: float, n: int, z: float = GUARD_Z) -> float:
+    """The rate to fit at on n validation images so that the flag rate on new in-distribution images
+    stays at or under `rate` with ~95% confidence: rate - z * sqrt(rate * (1 - rate) / n)."""
+    return max(rate - z * math.sqrt(rate * (1 - rate) / n), 0.0) if z > 0 else rate
+
+
 def fit_threshold(scores: np.ndarray, rate: float = FALSE_FLAG_RATE) -> float:
     """The smallest observed score t with at most `rate` of `scores` strictly above it (flag: score > t)."""
     s = np.sort(np.asarray(scores, dtype=np.float64))
@@ -282,6 +304,12 @@ def risk_coverage(order_key: np.ndarray, correct: np.ndarray, points: int = 101)
     cov = np.linspace(0.01, 1.0, points - 1)
     idx = np.maximum(np.ceil(cov * len(c)).astype(int) - 1, 0)
     return cov, cum[idx]
+
+
+def joint_key(msp: np.ndarray, ood_score: np.ndarray, threshold: float) -> np.ndarray:
+    """Abstention order of the joint rule: flagged images first out, then the least confident
+    (msp is the negated max softmax probability, in [-1, 0])."""
+    return msp + 2.0 * (ood_score > threshold)
 
 
 def accuracy_at_coverage(order_key: np.ndarray, correct: np.ndarray, coverage: float = 0.9) -> float:
@@ -393,6 +421,7 @@ def evaluate(fit: Fitted, id_comps: dict, id_logits: np.ndarray, id_labels: np.n
             "accuracy": round(float(correct.mean()), 4),
             "accuracyAt90CoverageByConfidence": round(accuracy_at_coverage(id_comps["msp"], correct), 4),
             "accuracyAt90CoverageByOodScore": round(accuracy_at_coverage(id_score, correct), 4),
+            "accuracyAt90CoverageJoint": round(accuracy_at_coverage(joint_key(id_comps["msp"], id_score, threshold), correct), 4),
             "accuracyOfUnflagged": round(float(correct[id_score <= threshold].mean()), 4),
         },
         "sets": per_set,
@@ -408,7 +437,7 @@ def summarize(ev: dict) -> dict:
 
 # ---- what the service needs ------------------------------------------------------------
 def manifest_block(fit: Fitted, name: str, threshold: float, rate: float, model: "Model | None" = None,
-                   fitted_on: str = "") -> dict:
+                   fitted_on: str = "", fit_rate: float | None = None) -> dict:
     combo = parse_combo(name)
     parts = combo[1] if combo else [name]
     params: dict = {"temperature": fit.temperature}
@@ -437,18 +466,20 @@ def manifest_block(fit: Fitted, name: str, threshold: float, rate: float, model:
         elif p == "featMaha":
             raise ValueError("featMaha needs penultimate features the artifacts do not export")
     if combo:
-        params["standardize"] = {p: {"mean": round(fit.stats[p][0], 8), "std": round(fit.stats[p][1], 8)} for p in parts}
+        params["standardize"] = {p: {"mean": fit.stats[p][0], "std": fit.stats[p][1]} for p in parts}
         op = "max" if combo[0] == "max" else "sum"
         formulas.append(f"score = {op}(" + ", ".join(f"({p} - standardize.{p}.mean) / standardize.{p}.std" for p in parts) + ")")
     else:
         formulas.append(f"score = {name}")
-    formulas.append(f"flagged = score > threshold (threshold: the validation split's {1 - rate:.0%} quantile)")
+    fit_rate = rate if fit_rate is None else fit_rate
+    formulas.append(f"flagged = score > threshold (threshold: the validation split's {1 - fit_rate:.2%} quantile)")
     block = {
         "score": name,
         "description": describe(name),
         "formula": "; ".join(formulas),
-        "threshold": round(threshold, 8),
+        "threshold": threshold,
         "falseFlagRate": rate,
+        "validationFlagRate": round(fit_rate, 6),
         "higherIsMoreUnusual": True,
         "inputs": "the 784 pixels the model is given (0..255, after the photo pipeline) and its 10 raw logits",
         "fittedOn": fitted_on,
@@ -489,6 +520,7 @@ def train_fit_subset(ds, per_class: int = TRAIN_FIT_PER_CLASS, seed: int = 7) ->
 
 
 def run(models: Path, out: Path, runs: Path, rate: float = FALSE_FLAG_RATE, dev_n: int = DEV_N, report_n: int = REPORT_N,
+        guard_z: float = GUARD_Z,
         train_per_class: int = TRAIN_FIT_PER_CLASS, cache: Path | None = None, data_dir: str | None = None,
         run_overrides: dict[str, Path] | None = None, log=print) -> dict:
     import torch
@@ -501,6 +533,7 @@ def run(models: Path, out: Path, runs: Path, rate: float = FALSE_FLAG_RATE, dev_
         (cache / ".gitignore").write_text("*\n")
     ds = load_data(data_dir)
     fit_split = train_fit_subset(ds, train_per_class)
+    fit_rate = guarded_rate(rate, len(ds.val.labels), guard_z)
     log(f"data: fit on {len(fit_split.labels)} training images, threshold on {len(ds.val.labels)} validation, "
         f"report on {len(ds.test.labels)} test")
     dev_sets = oodsets.make_sets(oodsets.DEV_SEED, dev_n, ds.val.images)
@@ -534,7 +567,7 @@ def run(models: Path, out: Path, runs: Path, rate: float = FALSE_FLAG_RATE, dev_
     for name in candidate_names():
         entry = {}
         for mname, d in per_model.items():
-            thr = fit_threshold(score(d["fit"], d["val_c"], name), rate)
+            thr = fit_threshold(score(d["fit"], d["val_c"], name), fit_rate)
             ev = evaluate(d["fit"], d["val_c"], d["val"].logits, ds.val.labels, d["dev"], name, thr)
             entry[mname] = {"threshold": thr, **summarize(ev), "sets": {k: v["auroc"] for k, v in ev["sets"].items()},
                             "accuracyAt90CoverageByOodScore": ev["inDistribution"]["accuracyAt90CoverageByOodScore"],
@@ -543,10 +576,18 @@ def run(models: Path, out: Path, runs: Path, rate: float = FALSE_FLAG_RATE, dev_
         entry["minFarAuroc"] = float(np.mean([entry[k]["minFarAuroc"] for k in per_model]))
         entry["meanNearAuroc"] = float(np.mean([entry[k]["meanNearAuroc"] for k in per_model]))
         candidates[name] = entry
-    ranked = sorted((n for n in candidates if candidates[n]["selectable"]),
-                    key=lambda n: (round(candidates[n]["minFarAuroc"], 3), candidates[n]["meanNearAuroc"]), reverse=True)
+    def feasible(n: str) -> bool:
+        return all(candidates[n][m]["minFarAuroc"] >= TARGET_AUROC and
+                   candidates[n][m]["accuracyAt90CoverageByOodScore"] >= TARGET_ACCURACY_AT_90 for m in per_model)
+
+    for n in candidates:
+        candidates[n]["meetsTargets"] = feasible(n)
+    pool = [n for n in candidates if candidates[n]["selectable"] and candidates[n]["meetsTargets"]] or \
+        [n for n in candidates if candidates[n]["selectable"]]
+    ranked = sorted(pool, key=lambda n: (round(candidates[n]["minFarAuroc"], 3), candidates[n]["meanNearAuroc"]), reverse=True)
     chosen = ranked[0]
-    log(f"chosen on dev: {chosen} (worst far-OOD AUROC {candidates[chosen]['minFarAuroc']:.4f})")
+    log(f"chosen on dev: {chosen} (worst far-OOD AUROC {candidates[chosen]['minFarAuroc']:.4f}, "
+        f"meets the dev targets: {candidates[chosen]['meetsTargets']})")
 
     # ---- report once on test + report sets ----------------------------------------------
     report, blocks, curves = {}, {}, {}
@@ -554,29 +595,32 @@ def run(models: Path, out: Path, runs: Path, rate: float = FALSE_FLAG_RATE, dev_
     for mname, d in per_model.items():
         fit = d["fit"]
         val_score = score(fit, d["val_c"], chosen)
-        thr = fit_threshold(val_score, rate)
+        thr = fit_threshold(val_score, fit_rate)
         report[mname] = evaluate(fit, d["test_c"], d["test"].logits, ds.test.labels, d["rep"], chosen, thr)
         report[mname]["threshold"] = thr
         report[mname]["validationFlagged"] = round(float((val_score > thr).mean()), 4)
         report[mname]["references"] = {}
         for ref in references:
-            rthr = fit_threshold(score(fit, d["val_c"], ref), rate)
+            rthr = fit_threshold(score(fit, d["val_c"], ref), fit_rate)
             report[mname]["references"][ref] = evaluate(fit, d["test_c"], d["test"].logits, ds.test.labels, d["rep"], ref, rthr)
         fitted_on = (f"parameters: {len(fit_split.labels)} training-split images ({train_per_class} per class, seed 7); "
                      f"threshold: the {len(ds.val.labels)} validation-split images (500 per class, split seed 20260101); "
                      f"method chosen on validation + dev OOD sets (pctrain.ood, oodsets seed {oodsets.DEV_SEED}); no OOD image fitted")
-        blocks[mname] = manifest_block(fit, chosen, thr, rate, d["model"], fitted_on)
+        blocks[mname] = manifest_block(fit, chosen, thr, rate, d["model"], fitted_on, fit_rate)
         (out / f"ood-manifest-{mname}.json").write_text(json.dumps(blocks[mname], indent=1) + "\n")
         id_score = score(fit, d["test_c"], chosen)
         correct = d["test"].logits.argmax(1) == ds.test.labels
-        curves[mname] = {"confidence": risk_coverage(d["test_c"]["msp"], correct), "ood": risk_coverage(id_score, correct)}
+        curves[mname] = {"confidence": risk_coverage(d["test_c"]["msp"], correct), "ood": risk_coverage(id_score, correct),
+                         "joint": risk_coverage(joint_key(d["test_c"]["msp"], id_score, thr), correct)}
 
-    vectors = make_vectors(per_model, chosen, rate, ds, dev_sets, rep_sets)
+    vectors = make_vectors(per_model, chosen, fit_rate, ds, dev_sets, rep_sets)
     (out / "ood-vectors.json").write_text(json.dumps(vectors) + "\n")
     result = {
         "command": "cd training && /usr/bin/python3 -m pctrain.ood --models ../models --out results",
-        "falseFlagRate": rate, "chosen": chosen,
-        "selection": "highest worst-case far-OOD AUROC on the dev sets (validation as in-distribution), mean over models; ties by mean near-OOD AUROC",
+        "falseFlagRate": rate, "validationFlagRate": fit_rate, "guardZ": guard_z, "chosen": chosen,
+        "selection": (f"among the methods that meet, for every model, worst far-OOD AUROC >= {TARGET_AUROC} on the dev sets and "
+                      f"accuracy >= {TARGET_ACCURACY_AT_90} of the answered at 90% coverage abstaining by the score (validation): "
+                      "the highest worst-case far-OOD AUROC (mean over models), ties by mean near-OOD AUROC"),
         "dev": {"seed": oodsets.DEV_SEED, "n": dev_n, "inDistribution": "validation split", "candidates": candidates},
         "report": {"seed": oodsets.REPORT_SEED, "n": report_n, "inDistribution": "test split", "models": report},
         "models": {mname: {"artifact": str(d["model"].artifact), "run": str(d["model"].run),
@@ -630,8 +674,10 @@ def make_vectors(per_model: dict, chosen: str, rate: float, ds, dev_sets, rep_se
 
 def markdown(r: dict) -> str:
     lines = [f"# OOD score: `{r['chosen']}`", "",
-             f"Reproduce: `{r['command']}` ({r['seconds']:.0f} s). In-distribution false-flag rate {r['falseFlagRate']:.0%} "
-             "(threshold at the validation split's quantile).", ""]
+             f"Reproduce: `{r['command']}` ({r['seconds']:.0f} s). Target in-distribution false-flag rate {r['falseFlagRate']:.0%}: "
+             f"the threshold is the validation split's {1 - r['validationFlagRate']:.2%} quantile ({r['validationFlagRate']:.2%} flagged there, "
+             f"{r['guardZ']} binomial standard errors under the target, so new in-distribution data stays under it).", "",
+             f"Selection: {r['selection']}.", ""]
     models = list(r["report"]["models"])
     lines += ["## Report (test split as in-distribution, report OOD sets, seed %d, %d images per set)" % (r["report"]["seed"], r["report"]["n"]), ""]
     for m in models:
@@ -640,7 +686,8 @@ def markdown(r: dict) -> str:
         lines += [f"### {m}", "",
                   f"Threshold {ev['threshold']:.4f}; flagged: validation {ev['validationFlagged']:.2%}, test {idd['flaggedAtThreshold']:.2%}. "
                   f"Test accuracy {idd['accuracy']:.2%}; at 90% coverage: {idd['accuracyAt90CoverageByConfidence']:.2%} by confidence, "
-                  f"{idd['accuracyAt90CoverageByOodScore']:.2%} by the OOD score; accuracy of the unflagged {idd['accuracyOfUnflagged']:.2%}.", "",
+                  f"{idd['accuracyAt90CoverageByOodScore']:.2%} by the OOD score, {idd['accuracyAt90CoverageJoint']:.2%} by the joint rule "
+                  f"(flagged images out first, then the least confident); accuracy of the unflagged {idd['accuracyOfUnflagged']:.2%}.", "",
                   "| set | kind | AUROC | FPR@95TPR | flagged at threshold | " + " | ".join(f"AUROC {k}" for k in ev["references"]) + " |",
                   "|---|---|---|---|---|" + "---|" * len(ev["references"])]
         for s, v in ev["sets"].items():
@@ -649,13 +696,14 @@ def markdown(r: dict) -> str:
         lines.append("")
     lines += ["## Selection (validation as in-distribution, dev OOD sets, seed %d)" % r["dev"]["seed"], "",
               "Worst far-OOD AUROC and mean near-OOD AUROC, mean over models; per-model worst far AUROC; accuracy at 90% coverage by the score (validation). "
-              "`featMaha` needs the penultimate features (not exported): reference only.", "",
+              "`featMaha` needs the penultimate features (not exported): reference only. ✗: misses a dev target for some model.", "",
               "| candidate | worst far AUROC | mean near AUROC | " + " | ".join(f"{m} worst far | {m} acc@90 by score" for m in models) + " |",
               "|---|---|---|" + "---|---|" * len(models)]
     cands = r["dev"]["candidates"]
     for n in sorted(cands, key=lambda n: (-round(cands[n]["minFarAuroc"], 3), -cands[n]["meanNearAuroc"])):
         c = cands[n]
         mark = " (chosen)" if n == r["chosen"] else ("" if c["selectable"] else " (reference)")
+        mark += "" if c["meetsTargets"] else " ✗"
         lines.append(f"| `{n}`{mark} | {c['minFarAuroc']:.4f} | {c['meanNearAuroc']:.4f} | " +
                      " | ".join(f"{c[m]['minFarAuroc']:.4f} | {c[m]['accuracyAt90CoverageByOodScore']:.4f}" for m in models) + " |")
     lines += ["", "Per-set dev AUROC of the chosen score:", "", "| set | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
@@ -672,7 +720,8 @@ def plot_curves(curves: dict, path: Path, chosen: str) -> None:
 
     fig, axes = plt.subplots(1, len(curves), figsize=(5.5 * len(curves), 4.2), squeeze=False)
     for ax, (mname, c) in zip(axes[0], curves.items()):
-        for key, label, style in (("confidence", "by confidence (max softmax)", "-"), ("ood", f"by OOD score ({chosen})", "--")):
+        for key, label, style in (("confidence", "by confidence (max softmax)", "-"), ("ood", f"by OOD score ({chosen})", "--"),
+                                  ("joint", "flagged first, then by confidence", ":")):
             cov, acc = c[key]
             ax.plot(cov, acc, style, label=label)
         ax.axvline(0.9, color="grey", lw=0.8, ls=":")
@@ -694,7 +743,9 @@ def main(argv=None) -> None:
     p.add_argument("--out", type=Path, default=Path("results"))
     p.add_argument("--runs", type=Path, default=Path("runs"))
     p.add_argument("--run", action="append", default=[], metavar="NAME=DIR", help="the run a model was packaged from (default runs/<name>-seed<seed>)")
-    p.add_argument("--rate", type=float, default=FALSE_FLAG_RATE, help="in-distribution false-flag rate of the threshold")
+    p.add_argument("--rate", type=float, default=FALSE_FLAG_RATE, help="target in-distribution false-flag rate")
+    p.add_argument("--guard-z", type=float, default=GUARD_Z,
+                   help="fit the threshold at rate - z * binomial s.e. on validation, so new data stays under rate (0: no guard)")
     p.add_argument("--dev-n", type=int, default=DEV_N)
     p.add_argument("--report-n", type=int, default=REPORT_N)
     p.add_argument("--train-per-class", type=int, default=TRAIN_FIT_PER_CLASS)
@@ -702,7 +753,7 @@ def main(argv=None) -> None:
     p.add_argument("--data-dir", default=None)
     a = p.parse_args(argv)
     overrides = dict((k, Path(v)) for k, v in (s.split("=", 1) for s in a.run))
-    r = run(a.models, a.out, a.runs, a.rate, a.dev_n, a.report_n, a.train_per_class, a.cache, a.data_dir, overrides)
+    r = run(a.models, a.out, a.runs, a.rate, a.dev_n, a.report_n, a.guard_z, a.train_per_class, a.cache, a.data_dir, overrides)
     print(json.dumps({"chosen": r["chosen"], "models": {m: {"threshold": v["threshold"], "testFlagged": v["inDistribution"]["flaggedAtThreshold"],
                       "minFarAuroc": summarize(v)["minFarAuroc"]} for m, v in r["report"]["models"].items()}}))
 

@@ -20,8 +20,11 @@ an uploaded image (src/preprocess/preprocessor.ts and fashion-convert.ts):
   6. negated when the background is light (> 127).
 
 A 28x28 upload with a dark background skips 2-6 (the service's passthrough).
-`pipeline_agreement` in the tests and docs/ood.md give how closely this port
-matches the service's own output (sharp 0.35, libvips 8.18).
+`pipeline_agreement` (`/usr/bin/python3 -m pctrain.oodsets`, needs node and the
+built service) measures how closely this port matches the service's own output
+(sharp 0.35, libvips 8.18); docs/ood.md gives the numbers. The conversion steps
+2-6 agree within one gray level; the Lanczos shrink of step 1 is PIL's, not
+libvips', so a big upload can trim a pixel row differently.
 
 Sets (`make_sets`):
   far OOD   uniform-noise, gaussian-noise, blank, text, symbols, photos
@@ -294,11 +297,11 @@ def _render(text: str, font_path: Path, px: int, dark_on_light: bool, rng: np.ra
     return np.asarray(im)
 
 
-def text_images(n: int, rng: np.random.Generator) -> np.ndarray:
-    """Words, codes and short paragraphs in DejaVu fonts, dark on light or light on dark, through the pipeline."""
+def text_pictures(n: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Words, codes and short paragraphs in DejaVu fonts, dark on light or light on dark (before the pipeline)."""
     fonts = _fonts()
-    out = np.empty((n, SIZE, SIZE), dtype=np.uint8)
-    for i in range(n):
+    out = []
+    for _ in range(n):
         kind = rng.integers(0, 4)
         if kind == 0:
             s = str(rng.choice(WORDS))
@@ -308,9 +311,13 @@ def text_images(n: int, rng: np.random.Generator) -> np.ndarray:
             s = "".join(rng.choice(list(LETTERS), size=int(rng.integers(1, 4))))
         else:
             s = "\n".join(" ".join(rng.choice(WORDS, size=int(rng.integers(1, 4)))) for _ in range(int(rng.integers(2, 5))))
-        img = _render(s, fonts[rng.integers(len(fonts))], int(rng.integers(14, 64)), rng.random() < 0.7, rng)
-        out[i] = service_pipeline(img)
+        out.append(_render(s, fonts[rng.integers(len(fonts))], int(rng.integers(14, 64)), rng.random() < 0.7, rng))
     return out
+
+
+def text_images(n: int, rng: np.random.Generator) -> np.ndarray:
+    """text_pictures through the service pipeline."""
+    return np.stack([service_pipeline(p) for p in text_pictures(n, rng)]) if n else np.empty((0, SIZE, SIZE), np.uint8)
 
 
 def covered_symbols(font_path: Path) -> list[str]:
@@ -322,17 +329,21 @@ def covered_symbols(font_path: Path) -> list[str]:
     return [c for c in SYMBOLS if bytes(font.getmask(c)) != missing]
 
 
-def symbol_images(n: int, rng: np.random.Generator) -> np.ndarray:
-    """Single symbols, arrows, dingbats and Greek letters (DejaVu Sans/Serif), through the pipeline."""
+def symbol_pictures(n: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Single symbols, arrows, dingbats and Greek letters (DejaVu Sans/Serif), before the pipeline."""
     fonts = [f for f in _fonts() if "Mono" not in f.name]
     covered = {f: covered_symbols(f) for f in fonts}
-    out = np.empty((n, SIZE, SIZE), dtype=np.uint8)
-    for i in range(n):
+    out = []
+    for _ in range(n):
         font = fonts[rng.integers(len(fonts))]
         s = "".join(rng.choice(covered[font], size=int(rng.integers(1, 3))))
-        img = _render(s, font, int(rng.integers(20, 96)), rng.random() < 0.7, rng)
-        out[i] = service_pipeline(img)
+        out.append(_render(s, font, int(rng.integers(20, 96)), rng.random() < 0.7, rng))
     return out
+
+
+def symbol_images(n: int, rng: np.random.Generator) -> np.ndarray:
+    """symbol_pictures through the service pipeline."""
+    return np.stack([service_pipeline(p) for p in symbol_pictures(n, rng)]) if n else np.empty((0, SIZE, SIZE), np.uint8)
 
 
 def photo_paths(base: Path = BACKGROUND_DIR) -> list[Path]:
@@ -353,20 +364,72 @@ def _load_photo(path: Path, max_side: int = 1600) -> np.ndarray:
     return np.asarray(im)
 
 
-def photo_crops(n: int, rng: np.random.Generator, paths: list[Path] | None = None) -> np.ndarray:
-    """Random crops of the wallpaper photographs at several scales (8%..100% of the short side,
-    aspect 0.5..2), each through the service pipeline as an RGB upload."""
+def photo_pictures(n: int, rng: np.random.Generator, paths: list[Path] | None = None) -> list[np.ndarray]:
+    """Random RGB crops of the wallpaper photographs at several scales (8%..100% of the short side,
+    aspect 0.5..2), as a client would upload them."""
     paths = paths or photo_paths()
     photos = [_load_photo(p) for p in paths]
-    out = np.empty((n, SIZE, SIZE), dtype=np.uint8)
-    for i in range(n):
+    out = []
+    for _ in range(n):
         img = photos[rng.integers(len(photos))]
         h, w = img.shape[:2]
         side = min(h, w) * float(np.exp(rng.uniform(np.log(0.08), 0.0)))
         aspect = float(np.exp(rng.uniform(np.log(0.5), np.log(2.0))))
         ch, cw = min(h, max(8, int(side / np.sqrt(aspect)))), min(w, max(8, int(side * np.sqrt(aspect))))
         y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
-        out[i] = service_pipeline(img[y:y + ch, x:x + cw])
+        out.append(np.ascontiguousarray(img[y:y + ch, x:x + cw]))
+    return out
+
+
+def photo_crops(n: int, rng: np.random.Generator, paths: list[Path] | None = None) -> np.ndarray:
+    """photo_pictures through the service pipeline."""
+    return np.stack([service_pipeline(p) for p in photo_pictures(n, rng, paths)]) if n else np.empty((0, SIZE, SIZE), np.uint8)
+
+
+# ---- how close the port is to the service ----------------------------------------
+NODE_PIPELINE = r"""
+const fs = require('fs');
+const sharp = require(process.argv[1] + '/node_modules/sharp');
+const { Preprocessor } = require(process.argv[1] + '/dist/src/preprocess/preprocessor.js');
+(async () => {
+  const items = JSON.parse(fs.readFileSync(0, 'utf8'));
+  const pre = new Preprocessor({ maxImageBytes: 1e9, maxImagePixels: 1e9 });
+  const out = [];
+  for (const it of items) {
+    const png = await sharp(Buffer.from(it.data, 'base64'), { raw: { width: it.w, height: it.h, channels: it.c } }).png().toBuffer();
+    out.push(Array.from((await pre.toPixels({ kind: 'encoded', bytes: png }, 28, 28)).pixels));
+  }
+  process.stdout.write(JSON.stringify(out));
+})();
+"""
+
+
+def service_outputs(pictures: list[np.ndarray], repo: Path) -> np.ndarray:
+    """The service's own preprocessing (dist/ build, sharp) of each picture, sent as a lossless PNG."""
+    import base64
+    import json
+    import subprocess
+
+    items = [{"w": p.shape[1], "h": p.shape[0], "c": 1 if p.ndim == 2 else p.shape[2],
+              "data": base64.b64encode(np.ascontiguousarray(p).tobytes()).decode()} for p in pictures]
+    proc = subprocess.run(["node", "-e", NODE_PIPELINE, str(repo)], input=json.dumps(items),
+                          capture_output=True, text=True, cwd=repo, timeout=600)
+    if proc.returncode:
+        raise RuntimeError(proc.stderr)
+    return np.array(json.loads(proc.stdout), dtype=np.int64).reshape(-1, SIZE, SIZE)
+
+
+def pipeline_agreement(repo: Path, n: int = 100, seed: int = 77) -> dict:
+    """Port vs service on n text, symbol and photo uploads each: share of images within 1 gray level
+    everywhere, share of pixels within 1 and 8, mean absolute difference."""
+    out = {}
+    for k, (name, make) in enumerate((("text", text_pictures), ("symbols", symbol_pictures), ("photos", photo_pictures))):
+        pics = make(n, np.random.default_rng([seed, k]))
+        ours = np.stack([service_pipeline(p) for p in pics]).astype(np.int64)
+        d = np.abs(service_outputs(pics, repo) - ours)
+        out[name] = {"images": n, "imagesWithin1": round(float((d.reshape(n, -1).max(1) <= 1).mean()), 3),
+                     "pixelsWithin1": round(float((d <= 1).mean()), 4), "pixelsWithin8": round(float((d <= 8).mean()), 4),
+                     "meanAbsDiff": round(float(d.mean()), 3)}
     return out
 
 
@@ -468,3 +531,11 @@ def make_sets(seed: int, n: int, source_images: np.ndarray, names: list[str] | N
             raise
         sets.append(OodSet(name, "near" if name in NEAR_SETS else "far", imgs, DESCRIPTIONS[name]))
     return sets
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    repo = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[2]
+    print(json.dumps(pipeline_agreement(repo), indent=1))
