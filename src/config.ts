@@ -3,6 +3,7 @@
  * frozen. A bad value stops the process with a message naming the variable.
  */
 import path from 'node:path';
+import { ABSTAIN_POLICIES, type AbstainSettings } from './core/abstain';
 
 export interface Config {
   readonly host: string;
@@ -46,6 +47,16 @@ export interface Config {
   readonly tryItPage: boolean;
   /** Browser origins allowed to call the API (CORS_ORIGINS); empty: CORS off. */
   readonly corsOrigins: readonly string[];
+  /** When to answer without a label (ABSTAIN, ABSTAIN_MIN_CONFIDENCE). */
+  readonly abstain: AbstainSettings;
+  /** Payload logging for labelling (PAYLOAD_LOG_*); off unless a URL or a file is set. */
+  readonly payloadLog: {
+    readonly url?: string;
+    readonly file?: string;
+    readonly rate: number;
+    readonly queue: number;
+    readonly fileMaxBytes: number;
+  };
 }
 
 export class ConfigError extends Error {}
@@ -89,6 +100,14 @@ function int(env: Env, key: string, def: number, min: number, max: number): numb
   return v;
 }
 
+function fraction(env: Env, key: string, def: number): number {
+  const raw = env[key];
+  if (raw === undefined || raw === '') return def;
+  const v = Number(raw);
+  if (!/^\s*[0-9.eE+-]+\s*$/.test(raw) || !(v >= 0 && v <= 1)) throw new ConfigError(`${key}=${raw} must be a number in [0, 1]`);
+  return v;
+}
+
 function oneOf<T extends string>(env: Env, key: string, def: T, allowed: readonly T[]): T {
   const raw = env[key];
   if (raw === undefined || raw === '') return def;
@@ -123,6 +142,20 @@ function origins(env: Env): readonly string[] {
   }
   if (list.includes('*') && list.length > 1) throw new ConfigError('CORS_ORIGINS=* allows every origin; list origins or give * alone');
   return Object.freeze(list);
+}
+
+/** PAYLOAD_LOG_URL: an http(s) URL that receives CloudEvents. */
+function payloadUrl(env: Env): string | undefined {
+  const raw = env.PAYLOAD_LOG_URL;
+  if (!raw) return undefined;
+  let url: URL | undefined;
+  try {
+    url = new URL(raw);
+  } catch {
+    /* reported below */
+  }
+  if (!url || !/^https?:$/.test(url.protocol)) throw new ConfigError(`PAYLOAD_LOG_URL=${raw} must be an http:// or https:// URL`);
+  return raw;
 }
 
 /** The validated, frozen config; `warn` hears of each deprecated variable in use. */
@@ -162,6 +195,17 @@ export function loadConfig(env: Env = process.env, warn: (message: string) => vo
     logLevel: oneOf(env, 'LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
     tryItPage: oneOf(env, 'TRY_IT_PAGE', 'on', ['on', 'off'] as const) === 'on',
     corsOrigins: origins(env),
+    abstain: Object.freeze({
+      policy: oneOf(env, 'ABSTAIN', 'off', ABSTAIN_POLICIES),
+      minConfidence: fraction(env, 'ABSTAIN_MIN_CONFIDENCE', 0.5),
+    }),
+    payloadLog: Object.freeze({
+      url: payloadUrl(env),
+      file: env.PAYLOAD_LOG_FILE ? path.resolve(env.PAYLOAD_LOG_FILE) : undefined,
+      rate: fraction(env, 'PAYLOAD_LOG_RATE', 0.01),
+      queue: int(env, 'PAYLOAD_LOG_QUEUE', 1000, 1, 1_000_000),
+      fileMaxBytes: int(env, 'PAYLOAD_LOG_FILE_MAX_BYTES', 100 * 1024 * 1024, 4096, 1024 * 1024 * 1024 * 1024),
+    }),
   };
   return Object.freeze(config);
 }

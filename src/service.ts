@@ -30,6 +30,7 @@ import { Preprocessor } from './preprocess/preprocessor';
 import { RoutingSource } from './routing/routing-source';
 import { RequestPipeline } from './pipeline/pipeline';
 import { createGrpcTransport, type GrpcTransport } from './transport/grpc/server';
+import { createPayloadLogger } from './monitoring/payload/factory';
 import { createHttpApp } from './transport/http/app';
 import { installedUiFiles } from './transport/http/ui';
 import { OipService } from './transport/oip/service';
@@ -105,6 +106,12 @@ export async function createService(config: Config, log: AppLogger, opts: Servic
     models: () => repository.status().models,
     loadFailures: () => repository.status().failures,
     weights: () => (routing.status().config?.arms ?? []).map((a) => ({ arm: a.name, model: a.model, weight: a.weight })),
+    oodThresholds: () =>
+      repository.names().flatMap((name) => {
+        const m = repository.latest(name)!;
+        return m.ood ? [{ model: name, version: m.version, threshold: m.ood.threshold, falseFlagRate: m.ood.falseFlagRate }] : [];
+      }),
+    payloadLog: () => payload?.counts() ?? {},
     references: () =>
       repository.names().map((name) => {
         const m = repository.latest(name)!.manifest;
@@ -116,6 +123,8 @@ export async function createService(config: Config, log: AppLogger, opts: Servic
         };
       }),
   });
+  // Off (undefined) unless PAYLOAD_LOG_URL or PAYLOAD_LOG_FILE is set.
+  const payload = createPayloadLogger({ ...config.payloadLog, counter: metrics.payloadLogRecords, logger: log });
   const admission = new Admission();
   const classifier = new Classifier({
     repository,
@@ -135,6 +144,8 @@ export async function createService(config: Config, log: AppLogger, opts: Servic
     monitor,
     metrics,
     maxImages: config.classifyMaxImages,
+    abstain: config.abstain,
+    payload,
   });
   const dataplane = new DataPlane({
     repository,
@@ -268,6 +279,7 @@ export async function createService(config: Config, log: AppLogger, opts: Servic
       await new Promise<void>((resolve) => metricsServer.close(() => resolve()));
       metricsServer.closeAllConnections();
       await repository.close();
+      await payload?.close();
       return { drained: idle && httpClosed && grpcOk, ...admission.drainStats(), stillInFlight: admission.active };
     },
   };

@@ -1,8 +1,9 @@
 /**
  * Classification: choose the model (explicit or A/B), turn each input into
  * the model's tensor, run it through the model's micro-batcher, and describe
- * the result (top-k, signed prediction id, timings), recording each
- * prediction for drift, accuracy and the A/B analysis.
+ * the result (top-k, signed prediction id, timings, the out-of-distribution
+ * verdict, an abstention), recording each prediction for drift, accuracy
+ * and the A/B analysis, and offering it to the payload log.
  */
 import { performance } from 'node:perf_hooks';
 import type { ModelBatchers } from '../models/batchers';
@@ -11,12 +12,15 @@ import type { ModelRepository } from '../models/repository';
 import type { ReceiptSigner } from '../feedback/receipts';
 import type { ServiceMetrics } from '../monitoring/metrics';
 import type { Monitor } from '../monitoring/monitor';
+import type { PayloadLogger } from '../monitoring/payload/payload-log';
 import type { Preprocessor } from '../preprocess/preprocessor';
 import type { ModelSelector, Selection } from '../routing/selector';
+import type { PayloadAnswer } from '../monitoring/payload/record';
+import { type AbstainPolicy, abstainReason, type AbstainSettings, isLowConfidence, policyFor } from './abstain';
 import { invalid, ServiceError } from './errors';
 import { checkImageCount, checkModelName, checkRoutingKey, checkTopK, checkVersion, DEFAULT_TOP_K } from './rules';
 import type { ShadowTraffic } from './shadow';
-import type { BatchItem, Classification, ClassifyOptions, ClassPrediction, ImageInput, Timings } from './types';
+import type { BatchItem, Classification, ClassifyOptions, ClassPrediction, ImageInput, OodVerdict, Timings, Transport } from './types';
 
 export interface ClassifierDeps {
   repository: ModelRepository;
@@ -29,6 +33,10 @@ export interface ClassifierDeps {
   metrics: ServiceMetrics;
   /** Images in one request at most (CLASSIFY_MAX_IMAGES). */
   maxImages: number;
+  /** When to answer without a label. */
+  abstain: AbstainSettings;
+  /** The payload log for labelling, when one is configured. */
+  payload?: Pick<PayloadLogger, 'sample' | 'log'>;
 }
 
 interface Prepared {
@@ -85,9 +93,14 @@ export class Classifier {
         probs,
       );
       const k = model.numClasses;
+      const policy = policyFor(opts.abstain, this.deps.abstain);
       ok.forEach((item, j) => {
-        const c = this.describe(model, selection, probs.subarray(j * k, (j + 1) * k), opts.topK, timings);
+        const logits = raw.subarray(j * k, (j + 1) * k);
+        const pixels = item.pixels ?? model.pixelsOf(item.normalized!, 0);
+        const ood = model.ood?.verdict(pixels, logits);
+        const c = this.describe(model, selection, probs.subarray(j * k, (j + 1) * k), opts.topK, timings, ood, policy);
         this.record(c, selection);
+        this.offer(c, pixels, opts.transport);
         out[item.i] = c;
       });
       return out;
@@ -118,11 +131,43 @@ export class Classifier {
       version: c.version,
       arm: c.arm,
       experiment: selection.experiment,
-      labelIndex: c.labelIndex,
+      labelIndex: c.top[0].labelIndex,
       confidence: c.confidence,
+      abstained: c.abstained,
     });
+    if (c.ood) {
+      metrics.oodScore.observe({ model: c.model, arm: c.arm }, c.ood.score);
+      if (c.ood.flagged) metrics.oodFlagged.inc({ model: c.model, arm: c.arm });
+    }
+    if (c.abstained) {
+      metrics.abstentions.inc({ model: c.model, arm: c.arm, reason: c.abstained });
+      return;
+    }
     metrics.confidence.observe({ model: c.model, arm: c.arm }, c.confidence);
-    metrics.predictions.inc({ model: c.model, arm: c.arm, label: c.label });
+    metrics.predictions.inc({ model: c.model, arm: c.arm, label: c.top[0].label });
+  }
+
+  /** Offer the prediction to the payload log: flagged, abstained and low-confidence ones always, others sampled. */
+  private offer(c: Classification, pixels: ArrayLike<number>, transport: Transport | undefined): void {
+    const payload = this.deps.payload;
+    if (!payload) return;
+    const reason = payload.sample({
+      flagged: c.ood?.flagged ?? false,
+      abstained: c.abstained !== undefined,
+      lowConfidence: isLowConfidence(c.confidence, this.deps.abstain),
+    });
+    if (!reason) return;
+    payload.log({
+      id: c.predictionId,
+      time: new Date(),
+      model: c.model,
+      version: c.version,
+      arm: c.arm,
+      transport: transport ?? 'http',
+      input: { width: 28, height: 28, pixels: Uint8Array.from(pixels) },
+      answer: c as unknown as PayloadAnswer,
+      reason,
+    });
   }
 
   private describe(
@@ -131,13 +176,16 @@ export class Classifier {
     probs: Float32Array,
     topK: number | undefined,
     timings: Timings,
+    ood: OodVerdict | undefined,
+    policy: AbstainPolicy,
   ): Classification {
     const labels = model.manifest.labels;
     const order = Array.from(probs.keys()).sort((a, b) => probs[b] - probs[a]);
     const top: ClassPrediction[] = order
       .slice(0, Math.min(topK ?? DEFAULT_TOP_K, labels.length))
       .map((k) => ({ label: labels[k], labelIndex: k, confidence: probs[k] }));
-    return {
+    const abstained = abstainReason(policy, ood, top[0].confidence, this.deps.abstain);
+    const c: Classification = {
       predictionId: this.deps.receipts.issue({
         model: model.name,
         version: model.version,
@@ -145,16 +193,19 @@ export class Classifier {
         labelIndex: top[0].labelIndex,
         confidence: top[0].confidence,
         experiment: selection.experiment,
+        abstained: abstained !== undefined,
       }),
       model: model.name,
       version: model.version,
       arm: selection.arm,
-      label: top[0].label,
-      labelIndex: top[0].labelIndex,
+      ...(abstained ? {} : { label: top[0].label, labelIndex: top[0].labelIndex }),
       confidence: top[0].confidence,
       top,
       timings,
     };
+    if (ood) c.ood = ood;
+    if (abstained) c.abstained = abstained;
+    return c;
   }
 }
 

@@ -23,6 +23,8 @@ export interface ModelInfo {
   inputName: string;
   inputShape: readonly number[];
   pixelsPerImage: number;
+  /** The out-of-distribution score the model ships, if any. */
+  ood?: { score: string; threshold: number; falseFlagRate: number };
 }
 
 export interface DataPlaneDeps {
@@ -73,6 +75,9 @@ export class DataPlane {
         inputName: m.manifest.input.name,
         inputShape: m.manifest.input.shape,
         pixelsPerImage: m.pixelsPerImage,
+        ...(m.manifest.ood
+          ? { ood: { score: m.manifest.ood.score, threshold: m.manifest.ood.threshold, falseFlagRate: m.manifest.ood.falseFlagRate } }
+          : {}),
       };
     } finally {
       lease.release();

@@ -18,7 +18,7 @@ export const DEFAULT_TOP_K = 3;
 export const MAX_ROUTING_KEY_LENGTH = 256;
 
 /** The request options every transport accepts (gRPC and OIP carry them in their own typed fields). */
-export const OPTION_FIELDS = ['model', 'version', 'topK', 'routingKey'] as const;
+export const OPTION_FIELDS = ['model', 'version', 'topK', 'routingKey', 'abstain'] as const;
 
 /** A request may carry only the fields it documents: a misspelt option is refused, never ignored. */
 export function checkKnownFields(obj: Record<string, unknown>, allowed: readonly string[], where: string): void {

@@ -20,6 +20,26 @@ export interface ClassifyOptions {
   routingKey?: string;
   /** How many classes to return in `top` (default 3, at most the label count). */
   topK?: number;
+  /**
+   * Abstain rather than answer with a label: true abstains on an
+   * out-of-distribution input or a confidence under ABSTAIN_MIN_CONFIDENCE,
+   * false never abstains; unset, the server's ABSTAIN policy applies.
+   */
+  abstain?: boolean;
+  /** The transport the request came by: set by the transport (for the payload log), never by a client. */
+  transport?: Transport;
+}
+
+/** Why the service declined to answer with a label. */
+export type AbstainReason = 'out-of-distribution' | 'low-confidence';
+
+/** The out-of-distribution verdict on one input (models/ood.ts). */
+export interface OodVerdict {
+  /** Higher is more unusual. */
+  score: number;
+  /** The model's threshold, fitted on the validation split at its stated false-flag rate. */
+  threshold: number;
+  flagged: boolean;
 }
 
 export interface ClassPrediction {
@@ -34,13 +54,24 @@ export interface Timings {
   totalMs: number;
 }
 
-export interface Classification extends ClassPrediction {
+/**
+ * One answer. An abstained answer keeps the scores and the top-k but has no
+ * `label` or `labelIndex`, so a client cannot take it for an answer.
+ */
+export interface Classification {
   predictionId: string;
   model: string;
   version: string;
   arm: string;
+  label?: string;
+  labelIndex?: number;
+  /** The top-1 class's calibrated confidence (also when abstained). */
+  confidence: number;
   top: ClassPrediction[];
   timings: Timings;
+  /** Present when the model ships an out-of-distribution score. */
+  ood?: OodVerdict;
+  abstained?: AbstainReason;
 }
 
 export type BatchItem = Classification | { error: { code: string; message: string } };
@@ -62,4 +93,6 @@ export interface FeedbackResult {
   predicted: string;
   label: string;
   confidence: number;
+  /** The prediction abstained: this label counts apart from the accuracy of answers. */
+  abstained?: boolean;
 }

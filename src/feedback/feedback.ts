@@ -35,9 +35,15 @@ export class FeedbackService {
     this.deps.metrics.feedback.inc({
       model: receipt.model,
       arm: receipt.arm,
-      outcome: !accepted ? 'duplicate' : correct ? 'correct' : 'incorrect',
+      outcome: !accepted ? 'duplicate' : receipt.abstained ? 'abstained' : correct ? 'correct' : 'incorrect',
     });
-    if (accepted) this.deps.monitor.feedbackReceived({ ...pick(receipt), confidence: receipt.confidence, correct });
+    if (accepted)
+      this.deps.monitor.feedbackReceived({
+        ...pick(receipt),
+        confidence: receipt.confidence,
+        correct,
+        abstained: receipt.abstained === true,
+      });
     return {
       accepted,
       correct,
@@ -47,6 +53,7 @@ export class FeedbackService {
       predicted: labels[receipt.labelIndex] ?? String(receipt.labelIndex),
       label: labels[truth],
       confidence: receipt.confidence,
+      ...(receipt.abstained ? { abstained: true } : {}),
     };
   }
 

@@ -23,6 +23,8 @@ export interface Receipt {
   nonce: string;
   /** The A/B experiment the prediction counted in, if any. */
   experiment?: string;
+  /** The service abstained (answered without a label): feedback on it is counted apart from accuracy. */
+  abstained?: boolean;
 }
 
 interface Wire {
@@ -34,6 +36,8 @@ interface Wire {
   t: number;
   n: string;
   e?: string;
+  /** 1 when the prediction abstained. */
+  x?: 1;
 }
 
 /**
@@ -85,6 +89,7 @@ export class ReceiptSigner {
       t: this.now(),
       n: this.nonces.take(6).toString('base64url'),
       ...(r.experiment !== undefined ? { e: r.experiment } : {}),
+      ...(r.abstained ? { x: 1 as const } : {}),
     };
     const payload = Buffer.from(JSON.stringify(wire)).toString('base64url');
     return `${payload}.${this.sign(payload)}`;
@@ -133,6 +138,7 @@ export class ReceiptSigner {
       nonce: wire.n,
     };
     if (typeof wire.e === 'string') receipt.experiment = wire.e;
+    if (wire.x === 1) receipt.abstained = true;
     return receipt;
   }
 

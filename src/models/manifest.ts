@@ -8,6 +8,7 @@ import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { MODEL_NAME, MODEL_NAME_RULE, VERSION, VERSION_RULE } from '../core/rules';
+import { type OodBlock, OodScorer } from './ood';
 
 export type ModelFormat = 'onnx' | 'tfjs';
 
@@ -53,6 +54,8 @@ export interface Manifest {
   };
   architecture?: Record<string, unknown>;
   training?: Record<string, unknown>;
+  /** The out-of-distribution score and its threshold (models/ood.ts); a model without one answers without `ood`. */
+  ood?: OodBlock;
 }
 
 export class ManifestError extends Error {
@@ -206,7 +209,24 @@ export function validateManifest(json: Json): Manifest {
     },
     architecture: j.architecture as Manifest['architecture'],
     training: j.training as Manifest['training'],
+    ood: j.ood === undefined ? undefined : oodBlock(j.ood, outputKind),
   };
+}
+
+/** The `ood` block: its score, threshold and false-flag rate, and parameters the scorer can use. */
+function oodBlock(raw: unknown, outputKind: string): OodBlock {
+  if (outputKind !== 'logits') throw new ManifestError('ood needs output.kind "logits": its score reads the raw logits');
+  str(at(raw, 'score', 'ood'), 'ood.score');
+  num(at(raw, 'threshold', 'ood'), 'ood.threshold');
+  num(at(raw, 'falseFlagRate', 'ood'), 'ood.falseFlagRate', 0, 1);
+  num(at(at(raw, 'params', 'ood'), 'temperature', 'ood.params'), 'ood.params.temperature', Number.MIN_VALUE);
+  const block = raw as OodBlock;
+  try {
+    new OodScorer(block);
+  } catch (err) {
+    throw new ManifestError(`ood: ${(err as Error).message}`);
+  }
+  return block;
 }
 
 function sha256OfFile(file: string): Promise<string> {

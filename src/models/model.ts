@@ -6,11 +6,14 @@
  */
 import path from 'node:path';
 import type { Manifest } from './manifest';
+import { OodScorer } from './ood';
 import type { InferenceRuntime } from './runtime';
 
 export class LoadedModel {
   readonly pixelsPerImage: number;
   readonly numClasses: number;
+  /** The out-of-distribution scorer, when the manifest ships one. */
+  readonly ood: OodScorer | undefined;
   private readonly scale: number;
   private readonly shift: number;
 
@@ -26,6 +29,7 @@ export class LoadedModel {
     // x = (p/255 - mean)/std  ==  p * scale + shift
     this.scale = 1 / (255 * std);
     this.shift = -mean / std;
+    this.ood = manifest.ood ? new OodScorer(manifest.ood) : undefined;
   }
 
   get name(): string {
@@ -34,6 +38,17 @@ export class LoadedModel {
 
   get version(): string {
     return this.manifest.version;
+  }
+
+  /** The 0..255 pixels of image `index` of a normalized batch (the inverse of normalizeInto), rounded and clamped. */
+  pixelsOf(input: Float32Array, index: number): Uint8Array {
+    const out = new Uint8Array(this.pixelsPerImage);
+    const base = index * this.pixelsPerImage;
+    for (let i = 0; i < out.length; i++) {
+      const v = Math.round((input[base + i] - this.shift) / this.scale);
+      out[i] = v < 0 ? 0 : v > 255 ? 255 : v;
+    }
+    return out;
   }
 
   /**

@@ -13,8 +13,11 @@ export interface ArmCounts {
   model: string;
   /** Configured share of traffic (weights normalized to 1). */
   weight: number;
-  /** Requests routed to this arm inside the experiment. */
+  /** Requests routed to this arm inside the experiment (abstained ones included: the split is about routing). */
   assigned: number;
+  /** Of those, the predictions the arm abstained on: neither answers nor errors, so not in its accuracy. */
+  abstained: number;
+  /** Labels that came back for the arm's answers (feedback on abstentions is counted apart). */
   labelled: number;
   correct: number;
 }

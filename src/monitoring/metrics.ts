@@ -25,6 +25,10 @@ export interface MetricsSources {
   weights(): { arm: string; model: string; weight: number }[];
   /** Each loaded model's reference distributions (from its manifest). */
   references(): { model: string; quantiles: readonly number[]; labels: readonly string[]; classFrequencies: readonly number[] }[];
+  /** Each loaded model's out-of-distribution threshold and the share of in-distribution inputs it flags by design. */
+  oodThresholds?(): { model: string; version: string; threshold: number; falseFlagRate: number }[];
+  /** The payload log's queues, per sink (absent when payload logging is off). */
+  payloadLog?(): Record<string, { pending: number; inFlight: number }>;
 }
 
 /** The reference CDF at x, from its quantile grid (quantile k of m is at probability k/(m-1)), interpolated. */
@@ -43,6 +47,8 @@ export function referenceCdf(quantiles: readonly number[], x: number): number {
 const DURATION_BUCKETS = [0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5];
 /** Fine near 1, where a calibrated classifier puts most of its answers. */
 const CONFIDENCE_BUCKETS = [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999, 1];
+/** OOD scores are standardized (z-scale) combinations: in-distribution inputs sit near 0-3, far ones well above. */
+const OOD_BUCKETS = [-2, -1, 0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4, 5, 6, 8, 10, 15, 20, 30, 50];
 const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
 
 export class ServiceMetrics {
@@ -54,6 +60,10 @@ export class ServiceMetrics {
   readonly confidence: Histogram<'model' | 'arm'>;
   readonly predictions: Counter<'model' | 'arm' | 'label'>;
   readonly feedback: Counter<'model' | 'arm' | 'outcome'>;
+  readonly oodScore: Histogram<'model' | 'arm'>;
+  readonly oodFlagged: Counter<'model' | 'arm'>;
+  readonly abstentions: Counter<'model' | 'arm' | 'reason'>;
+  readonly payloadLogRecords: Counter<'sink' | 'outcome'>;
   readonly feedbackRejected: Counter<'outcome'>;
   readonly shadowPredictions: Counter<'model' | 'outcome'>;
   readonly modelLoadFailures: Counter<'model' | 'version'>;
@@ -112,8 +122,33 @@ export class ServiceMetrics {
     });
     this.feedback = new Counter({
       name: 'classifier_feedback_total',
-      help: 'Ground-truth feedback counted, by outcome (correct, incorrect) and duplicates answered but not counted.',
+      help: 'Ground-truth feedback counted, by outcome (correct, incorrect; abstained: on a prediction answered without a label) and duplicates answered but not counted.',
       labelNames: ['model', 'arm', 'outcome'],
+      registers,
+    });
+    this.oodScore = new Histogram({
+      name: 'classifier_ood_score',
+      help: "Out-of-distribution score of each prediction (higher is more unusual; flagged above the model's threshold).",
+      labelNames: ['model', 'arm'],
+      buckets: OOD_BUCKETS,
+      registers,
+    });
+    this.oodFlagged = new Counter({
+      name: 'classifier_ood_flagged_total',
+      help: 'Predictions whose input was flagged out-of-distribution.',
+      labelNames: ['model', 'arm'],
+      registers,
+    });
+    this.abstentions = new Counter({
+      name: 'classifier_abstentions_total',
+      help: 'Predictions answered without a label, by reason (out-of-distribution, low-confidence).',
+      labelNames: ['model', 'arm', 'reason'],
+      registers,
+    });
+    this.payloadLogRecords = new Counter({
+      name: 'classifier_payload_log_records_total',
+      help: 'Prediction payloads offered to each payload-log sink (http, file), by outcome: sent, or dropped for queue_full, sink_error, timeout, shutdown.',
+      labelNames: ['sink', 'outcome'],
       registers,
     });
     this.shadowPredictions = new Counter({
@@ -159,6 +194,17 @@ export class ServiceMetrics {
       });
     const windows = (): WindowName[] => ['1h', '24h'];
 
+    gauge(
+      'classifier_ood_expected_flag_ratio',
+      "Share of in-distribution inputs each model's out-of-distribution threshold flags by design (the rate it was fitted at on validation).",
+      ['model', 'version'],
+      (g) => {
+        for (const t of sources.oodThresholds?.() ?? []) g.set({ model: t.model, version: t.version }, t.falseFlagRate);
+      },
+    );
+    gauge('classifier_payload_log_queue_depth', 'Payload-log records waiting or being written, per sink.', ['sink'], (g) => {
+      for (const [sink, c] of Object.entries(sources.payloadLog?.() ?? {})) g.set({ sink }, c.pending + c.inFlight);
+    });
     gauge('classifier_accuracy_observed_ratio', 'Accuracy from feedback over the window.', ['model', 'arm', 'window'], (g) => {
       for (const w of windows())
         for (const a of report().accuracy[w] ?? [])

@@ -6,6 +6,7 @@
  * built from. Windows are per-minute rings (bounded memory); the A/B counts
  * run from the start of the current experiment on this replica.
  */
+import type { AbstainReason } from '../core/types';
 import type { Manifest } from '../models/manifest';
 import { abReport, type AbOptions, type AbReport, type ArmCounts, DEFAULT_AB_OPTIONS } from './ab-report';
 import { DEFAULT_THRESHOLDS, DriftMonitor, type DriftReport, type DriftThresholds } from './drift';
@@ -20,8 +21,11 @@ export interface PredictionEvent {
   arm: string;
   /** The experiment the request counted in, if any. */
   experiment?: string;
+  /** The top-1 class and its confidence (also of an abstained prediction). */
   labelIndex: number;
   confidence: number;
+  /** Set when the service answered without a label: counted apart, never in drift's estimate or as an answer. */
+  abstained?: AbstainReason;
 }
 
 export interface FeedbackEvent {
@@ -31,6 +35,8 @@ export interface FeedbackEvent {
   experiment?: string;
   confidence: number;
   correct: boolean;
+  /** Feedback on an abstained prediction: counted apart from accuracy. */
+  abstained?: boolean;
 }
 
 export interface AccuracyFigures {
@@ -61,6 +67,9 @@ export class Monitor {
   private readonly feedback = new Map<string, { model: string; arm: string; windows: MinuteWindows }>();
   private experiment?: string;
   private assigned = new Map<string, number>();
+  private abstainedInExperiment = new Map<string, number>();
+  private readonly abstentions = new Map<string, { model: string; arm: string; reason: AbstainReason; windows: MinuteWindows }>();
+  private readonly abstainedFeedback = new Map<string, { model: string; arm: string; windows: MinuteWindows }>();
   private labels = new Map<string, { labelled: number; correct: number }>();
   private readonly shadows = new Map<string, { served: string; shadow: string; windows: MinuteWindows }>();
   private readonly opts: MonitorOptions;
@@ -92,18 +101,41 @@ export class Monitor {
     if (this.experiment === name) return;
     this.experiment = name;
     this.assigned = new Map();
+    this.abstainedInExperiment = new Map();
     this.labels = new Map();
   }
 
   prediction(e: PredictionEvent): void {
-    this.drift.get(e.model)?.record(e.confidence, e.labelIndex);
+    if (e.abstained)
+      this.windowsOf(this.abstentions, key(e.model, e.arm, e.abstained), { model: e.model, arm: e.arm, reason: e.abstained }, 1).add(0, 1);
+    else this.drift.get(e.model)?.record(e.confidence, e.labelIndex);
     if (e.experiment !== undefined) {
       this.switchExperiment(e.experiment);
       this.assigned.set(e.arm, (this.assigned.get(e.arm) ?? 0) + 1);
+      if (e.abstained) this.abstainedInExperiment.set(e.arm, (this.abstainedInExperiment.get(e.arm) ?? 0) + 1);
     }
   }
 
+  /** The minute windows under `k` in `map`, made with `fields` on first use. */
+  private windowsOf<T extends object>(
+    map: Map<string, T & { windows: MinuteWindows }>,
+    k: string,
+    fields: T,
+    series: number,
+  ): MinuteWindows {
+    let entry = map.get(k);
+    if (!entry) {
+      entry = { ...fields, windows: new MinuteWindows(series, 1440, this.opts.now) };
+      map.set(k, entry);
+    }
+    return entry.windows;
+  }
+
   feedbackReceived(e: FeedbackEvent): void {
+    if (e.abstained) {
+      this.windowsOf(this.abstainedFeedback, key(e.model, e.arm), { model: e.model, arm: e.arm }, 2).addAll([1, e.correct ? 1 : 0]);
+      return;
+    }
     const k = key(e.model, e.arm);
     let f = this.feedback.get(k);
     if (!f) {
@@ -157,6 +189,30 @@ export class Monitor {
     });
   }
 
+  /**
+   * Predictions answered without a label, per model, arm and reason, and
+   * the feedback that came back for them (how often the top-1 guess would
+   * have been right): apart from accuracy and drift.
+   */
+  abstentionReport(window: WindowName): {
+    abstained: { model: string; arm: string; reason: AbstainReason; count: number }[];
+    feedback: { model: string; arm: string; labelled: number; correct: number }[];
+  } {
+    const minutes = WINDOWS[window];
+    return {
+      abstained: [...this.abstentions.values()].map(({ model, arm, reason, windows }) => ({
+        model,
+        arm,
+        reason,
+        count: windows.sum(minutes)[0],
+      })),
+      feedback: [...this.abstainedFeedback.values()].map(({ model, arm, windows }) => {
+        const [labelled, correct] = windows.sum(minutes);
+        return { model, arm, labelled, correct };
+      }),
+    };
+  }
+
   /** The A/B report of the experiment in force, from this replica's traffic. */
   ab(config: ExperimentArms | undefined): AbReport | null {
     if (!config) return null;
@@ -166,6 +222,7 @@ export class Monitor {
       model: a.model,
       weight: a.weight,
       assigned: this.assigned.get(a.name) ?? 0,
+      abstained: this.abstainedInExperiment.get(a.name) ?? 0,
       labelled: this.labels.get(a.name)?.labelled ?? 0,
       correct: this.labels.get(a.name)?.correct ?? 0,
     }));
@@ -185,6 +242,7 @@ export class Monitor {
       accuracy: perWindow((w) => this.accuracy(w)),
       drift: perWindow((w) => this.driftReports(w)),
       shadow: perWindow((w) => this.shadowAgreement(w)),
+      abstentions: perWindow((w) => this.abstentionReport(w)),
     };
   }
 }

@@ -5,8 +5,16 @@ import { abReport, type ArmCounts } from '../../src/monitoring/ab-report';
 import { wilson } from '../../src/monitoring/stats';
 
 const arms = (control: [number, number, number], candidate: [number, number, number]): ArmCounts[] => [
-  { name: 'baseline', model: 'baseline', weight: 0.5, assigned: control[0], labelled: control[1], correct: control[2] },
-  { name: 'dendritic', model: 'dendritic', weight: 0.5, assigned: candidate[0], labelled: candidate[1], correct: candidate[2] },
+  { name: 'baseline', model: 'baseline', weight: 0.5, assigned: control[0], abstained: 0, labelled: control[1], correct: control[2] },
+  {
+    name: 'dendritic',
+    model: 'dendritic',
+    weight: 0.5,
+    assigned: candidate[0],
+    abstained: 0,
+    labelled: candidate[1],
+    correct: candidate[2],
+  },
 ];
 
 describe('abReport', () => {

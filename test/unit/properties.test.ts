@@ -888,7 +888,9 @@ describe('Open Inference Protocol v2 tensor decoding (property)', () => {
       fc.property(
         fc.option(fc.array(fc.oneof(fc.constantFrom(...OUTPUTS), fc.string({ maxLength: 12 })), { maxLength: 5 }), { nil: undefined }),
         (names) => {
-          const r = outcome(() => requestedOutputs(names));
+          // A model with an out-of-distribution score has every output.
+          const info = { labels: Array(10).fill('x'), ood: { score: 'energy', threshold: 1, falseFlagRate: 0.05 } } as unknown as ModelInfo;
+          const r = outcome(() => requestedOutputs(names, info));
           const unknown = names?.find((n) => !(OUTPUTS as readonly string[]).includes(n));
           if (unknown !== undefined) return assert.ok(!r.ok && r.error.message.startsWith(`unknown output "${unknown}"`));
           assert.ok(r.ok);
@@ -973,13 +975,15 @@ describe('Open Inference Protocol v2 tensor decoding (property)', () => {
             },
           } as unknown as DataPlane;
           const inputs = jsonInputs(JSON.parse(JSON.stringify({ inputs: [t.tensor] })));
-          const run = new OipService(dataplane, { name: 'test', version: '0' }).infer({ model: 'baseline', inputs }).then(
-            (value) => ({ ok: true as const, value }),
-            (error: unknown) => {
-              assert.ok(error instanceof ServiceError, String(error));
-              return { ok: false as const, error };
-            },
-          );
+          const run = new OipService(dataplane, { name: 'test', version: '0' })
+            .infer({ model: 'baseline', inputs, transport: 'oip-http' })
+            .then(
+              (value) => ({ ok: true as const, value }),
+              (error: unknown) => {
+                assert.ok(error instanceof ServiceError, String(error));
+                return { ok: false as const, error };
+              },
+            );
           const r = await run;
           const n = t.rows.length;
           if (n === 0) return assert.ok(!r.ok && /no images/.test(r.error.message));

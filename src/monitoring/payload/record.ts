@@ -23,13 +23,14 @@ export interface PayloadInput {
 
 /** The answer's JSON, as the service gave it (whatever else it holds is logged too). */
 export interface PayloadAnswer {
-  label: string;
+  /** Absent when the service abstained. */
+  label?: string;
   confidence: number;
   top: ClassPrediction[];
   /** The out-of-distribution verdict, when the model has one. */
   ood?: unknown;
-  /** True when the service declined to answer with a label. */
-  abstained?: boolean;
+  /** Why the service declined to answer with a label ("out-of-distribution", "low-confidence"), when it did. */
+  abstained?: string;
   [field: string]: unknown;
 }
 

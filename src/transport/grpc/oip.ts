@@ -33,6 +33,22 @@ interface InferRequestMsg {
   inputs: InferInputMsg[];
   outputs: { name: string }[];
   raw_input_contents: Buffer[];
+  parameters?: Record<string, { parameter_choice?: string; bool_param?: boolean }>;
+}
+
+/** JSON parameters as OIP's InferParameter map: strings as string_param, numbers as double_param. */
+function inferParameters(p: Record<string, string | number> | undefined) {
+  return Object.fromEntries(
+    Object.entries(p ?? {}).map(([k, v]) => [k, typeof v === 'string' ? { string_param: v } : { double_param: v }]),
+  );
+}
+
+/** The request's `abstain` parameter (bool_param); other parameters are the client's business, as OIP allows. */
+function abstainParameter(req: InferRequestMsg): boolean | undefined {
+  const p = req.parameters?.abstain;
+  if (!p) return undefined;
+  if (p.parameter_choice !== 'bool_param') throw invalid('parameters["abstain"] must be a bool_param');
+  return p.bool_param;
 }
 
 function hasContents(c: Contents | null | undefined): boolean {
@@ -163,7 +179,7 @@ export function oipGrpcHandlers(dataplane: DataPlane, oip: OipService, pipeline:
       transport,
       endpoint: 'metadata',
       work: (req: ModelRef) => oip.modelMetadata(requireName(req).name, req.version || undefined),
-      encode: same,
+      encode: (m) => ({ ...m, parameters: inferParameters(m.parameters) }),
     }),
     ModelInfer: unary(pipeline, {
       transport,
@@ -176,6 +192,8 @@ export function oipGrpcHandlers(dataplane: DataPlane, oip: OipService, pipeline:
           version: req.model_version || undefined,
           inputs,
           outputs: req.outputs.map((o) => o.name),
+          abstain: abstainParameter(req),
+          transport,
         });
         return { result, raw };
       },

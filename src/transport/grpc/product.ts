@@ -47,12 +47,17 @@ export function imageFrom(msg: ImageMsg | null | undefined, where: string): Imag
   return { kind: 'pixels', pixels: msg.pixels?.values ?? [] };
 }
 
-function optionsFrom(m: { model: string; version: string; routing_key: string; top_k: number }): ClassifyOptions {
+/** The Abstain enum (proto-loader gives its names): the request's choice, or undefined for the server's policy. */
+const ABSTAIN_CHOICE: Record<string, boolean | undefined> = { ABSTAIN_DEFAULT: undefined, ABSTAIN_ON: true, ABSTAIN_OFF: false };
+
+function optionsFrom(m: { model: string; version: string; routing_key: string; top_k: number; abstain?: string }): ClassifyOptions {
   return {
     model: m.model || undefined,
     version: m.version || undefined,
     routingKey: m.routing_key || undefined,
     topK: m.top_k || undefined,
+    abstain: ABSTAIN_CHOICE[m.abstain ?? 'ABSTAIN_DEFAULT'],
+    transport: 'grpc',
   };
 }
 
@@ -67,9 +72,13 @@ export function classificationMsg(c: Classification) {
     model: c.model,
     version: c.version,
     arm: c.arm,
-    ...cls(c),
+    // An abstained answer leaves label and label_index unset (label_index is `optional`: no 0 that reads as a class).
+    ...(c.label !== undefined ? { label: c.label, label_index: c.labelIndex } : {}),
+    confidence: c.confidence,
     top: c.top.map(cls),
     timings: { preprocess_ms: c.timings.preprocessMs, inference_ms: c.timings.inferenceMs, total_ms: c.timings.totalMs },
+    ...(c.ood ? { ood: c.ood } : {}),
+    ...(c.abstained ? { abstained: c.abstained } : {}),
   };
 }
 

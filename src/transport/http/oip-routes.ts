@@ -80,6 +80,16 @@ function jsonOutputs(body: Record<string, unknown>): string[] | undefined {
   return body.outputs.map((o) => (o as { name: string }).name);
 }
 
+/** The request's `abstain` parameter (a JSON boolean); other parameters are the client's business, as OIP allows. */
+function abstainParameter(parameters: unknown): boolean | undefined {
+  if (parameters === undefined) return undefined;
+  if (!isObject(parameters)) throw invalid('parameters must be an object');
+  const v = parameters.abstain;
+  if (v === undefined) return undefined;
+  if (typeof v !== 'boolean') throw invalid('parameters.abstain must be a JSON boolean');
+  return v;
+}
+
 /** An error in OIP's form, `{"error": "<message>"}`, with the status from the one code table. */
 export function sendOipError(res: Response, err: unknown): void {
   const e = ServiceError.from(err);
@@ -170,6 +180,8 @@ export function oipRouter(dataplane: DataPlane, oip: OipService, opts: OipRouteO
       version: req.params.version as string | undefined,
       inputs: jsonInputs(body),
       outputs: jsonOutputs(body),
+      abstain: abstainParameter(body.parameters),
+      transport: 'oip-http',
     });
     servedBy(res, { model: result.modelName, arm: result.arm });
     res.json({

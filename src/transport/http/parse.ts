@@ -1,7 +1,7 @@
 /** Turn HTTP request bodies (multipart, base64 JSON, pixel JSON) into DataPlane inputs. */
 import { invalid, ServiceError } from '../../core/errors';
 import { checkKnownFields, OPTION_FIELDS } from '../../core/rules';
-import type { ClassifyOptions, ImageInput } from '../../core/types';
+import type { ClassifyOptions, ImageInput, Transport } from '../../core/types';
 
 type OptionField = (typeof OPTION_FIELDS)[number];
 
@@ -50,9 +50,14 @@ export interface OptionSources {
 }
 
 /** One option's value, checked for its type: absent ('' and null count as absent), or a string / integer as the field takes. */
-function option(v: unknown, name: OptionField, text: boolean): string | number | undefined {
+function option(v: unknown, name: OptionField, text: boolean): string | number | boolean | undefined {
   if (v === undefined || v === null || v === '') return undefined;
   if (Array.isArray(v)) throw invalid(`${name} must be given once`);
+  if (name === 'abstain') {
+    if (typeof v === 'boolean' && !text) return v;
+    if (text && (v === 'true' || v === 'false')) return v === 'true';
+    throw invalid(`abstain must be ${text ? 'true or false' : 'a JSON boolean'}`);
+  }
   if (name === 'topK') {
     if (typeof v === 'number' && !text && Number.isInteger(v)) return v;
     if (typeof v === 'string' && text && /^-?[0-9]{1,15}$/.test(v)) return Number(v);
@@ -70,7 +75,7 @@ function option(v: unknown, name: OptionField, text: boolean): string | number |
  * Every source may carry only OPTION_FIELDS (the body's image fields are
  * checked by the route); wrong types and unknown fields are refused.
  */
-export function optionsFrom(src: OptionSources, routingKeyHeader: string | undefined): ClassifyOptions {
+export function optionsFrom(src: OptionSources, routingKeyHeader: string | undefined, transport: Transport = 'http'): ClassifyOptions {
   checkKnownFields(src.query, OPTION_FIELDS, 'the query string');
   if (src.form) checkKnownFields(src.form, OPTION_FIELDS, 'the form fields');
   // Every source is checked, even where another one wins.
@@ -86,6 +91,8 @@ export function optionsFrom(src: OptionSources, routingKeyHeader: string | undef
     version: pick('version') as string | undefined,
     routingKey: routingKeyHeader || routingKey,
     topK: pick('topK') as number | undefined,
+    abstain: pick('abstain') as boolean | undefined,
+    transport,
   };
 }
 

@@ -19,7 +19,7 @@ import type { Classification, ImageInput } from '../../core/types';
 
 export const PIXELS_INPUT = 'pixels';
 export const IMAGE_INPUT = 'image';
-export const OUTPUTS = ['probabilities', 'label_index', 'label', 'prediction_id'] as const;
+export const OUTPUTS = ['probabilities', 'label_index', 'label', 'prediction_id', 'ood_score', 'abstained'] as const;
 export type OutputName = (typeof OUTPUTS)[number];
 
 /** A decoded input tensor: numbers for numeric types, byte strings for BYTES. */
@@ -55,10 +55,20 @@ export function inputMetadata(info: ModelInfo): TensorMeta[] {
 export function outputMetadata(info: ModelInfo): TensorMeta[] {
   return [
     { name: 'probabilities', datatype: 'FP32', shape: [-1, info.labels.length] },
+    // -1 and "" for an image the service abstained on.
     { name: 'label_index', datatype: 'INT64', shape: [-1] },
     { name: 'label', datatype: 'BYTES', shape: [-1] },
     { name: 'prediction_id', datatype: 'BYTES', shape: [-1] },
+    ...(info.ood ? [{ name: 'ood_score', datatype: 'FP32', shape: [-1] }] : []),
+    // "out-of-distribution", "low-confidence", or "" when answered.
+    { name: 'abstained', datatype: 'BYTES', shape: [-1] },
   ];
+}
+
+/** This service's additions to OIP model metadata: the out-of-distribution score's name, threshold and false-flag rate. */
+export function metadataParameters(info: ModelInfo): Record<string, string | number> | undefined {
+  if (!info.ood) return undefined;
+  return { ood_score: info.ood.score, ood_threshold: info.ood.threshold, ood_false_flag_rate: info.ood.falseFlagRate };
 }
 
 export function elementCount(shape: number[]): number {
@@ -128,11 +138,12 @@ function slice(data: ArrayLike<number>, start: number, end: number): ArrayLike<n
   return Array.prototype.slice.call(data, start, end) as number[];
 }
 
-/** Which outputs to send: all when none are requested; unknown names are an error. */
-export function requestedOutputs(names: string[] | undefined): OutputName[] {
-  if (!names || names.length === 0) return [...OUTPUTS];
+/** Which outputs to send: all the model has when none are requested; unknown names are an error. */
+export function requestedOutputs(names: string[] | undefined, info: ModelInfo): OutputName[] {
+  const available = outputMetadata(info).map((t) => t.name);
+  if (!names || names.length === 0) return available as OutputName[];
   for (const n of names) {
-    if (!(OUTPUTS as readonly string[]).includes(n)) throw invalid(`unknown output "${n}"; outputs are: ${OUTPUTS.join(', ')}`);
+    if (!available.includes(n)) throw invalid(`unknown output "${n}"; this model's outputs are: ${available.join(', ')}`);
   }
   return names as OutputName[];
 }
@@ -147,9 +158,11 @@ export function outputsFrom(results: Classification[], classes: number, wanted: 
       });
       return { name: 'probabilities', datatype: 'FP32', shape: [n, classes], data: probs };
     },
-    label_index: () => ({ name: 'label_index', datatype: 'INT64', shape: [n], data: results.map((r) => r.labelIndex) }),
-    label: () => ({ name: 'label', datatype: 'BYTES', shape: [n], data: results.map((r) => r.label) }),
+    label_index: () => ({ name: 'label_index', datatype: 'INT64', shape: [n], data: results.map((r) => r.labelIndex ?? -1) }),
+    label: () => ({ name: 'label', datatype: 'BYTES', shape: [n], data: results.map((r) => r.label ?? '') }),
     prediction_id: () => ({ name: 'prediction_id', datatype: 'BYTES', shape: [n], data: results.map((r) => r.predictionId) }),
+    ood_score: () => ({ name: 'ood_score', datatype: 'FP32', shape: [n], data: Float32Array.from(results, (r) => r.ood?.score ?? NaN) }),
+    abstained: () => ({ name: 'abstained', datatype: 'BYTES', shape: [n], data: results.map((r) => r.abstained ?? '') }),
   };
   return wanted.map((name) => build[name]());
 }

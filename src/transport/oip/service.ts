@@ -7,13 +7,25 @@
 import type { DataPlane } from '../../core/dataplane';
 import { type ErrorCode, invalid, ServiceError } from '../../core/errors';
 import type { Classification } from '../../core/types';
-import { imagesFrom, type InputTensor, inputMetadata, type OutputTensor, outputMetadata, outputsFrom, requestedOutputs } from './codec';
+import {
+  imagesFrom,
+  type InputTensor,
+  inputMetadata,
+  metadataParameters,
+  type OutputTensor,
+  outputMetadata,
+  outputsFrom,
+  requestedOutputs,
+} from './codec';
 
 export interface InferRequest {
   model: string;
   version?: string;
   inputs: InputTensor[];
   outputs?: string[];
+  /** The `abstain` request parameter: as ClassifyOptions.abstain. */
+  abstain?: boolean;
+  transport: 'oip-http' | 'oip-grpc';
 }
 
 export interface InferResult {
@@ -60,6 +72,7 @@ export class OipService {
       platform: m.format === 'onnx' ? 'onnxruntime_onnx' : 'tensorflowjs',
       inputs: inputMetadata(m),
       outputs: outputMetadata(m),
+      ...(metadataParameters(m) ? { parameters: metadataParameters(m) } : {}),
     };
   }
 
@@ -70,10 +83,16 @@ export class OipService {
    */
   async infer(req: InferRequest): Promise<InferResult> {
     const info = this.dataplane.modelInfo(req.model, req.version);
-    const wanted = requestedOutputs(req.outputs);
+    const wanted = requestedOutputs(req.outputs, info);
     const images = imagesFrom(req.inputs, info);
     if (images.length === 0) throw invalid('the input tensor holds no images (batch dimension 0)');
-    const items = await this.dataplane.classifyBatch(images, { model: req.model, version: req.version, topK: info.labels.length });
+    const items = await this.dataplane.classifyBatch(images, {
+      model: req.model,
+      version: req.version,
+      topK: info.labels.length,
+      abstain: req.abstain,
+      transport: req.transport,
+    });
     const results: Classification[] = [];
     items.forEach((item, i) => {
       if ('error' in item) throw new ServiceError(item.error.code as ErrorCode, `image ${i}: ${item.error.message}`);
