@@ -116,7 +116,11 @@ describe('payload log: CloudEvents to a real HTTP receiver', () => {
     const log = logger(sink, { queue: 10, timers });
     const records = [
       payloadRecord(1, { reason: 'flagged' }),
-      payloadRecord(2, { reason: 'abstained', transport: 'grpc', answer: { ...payloadRecord(2).answer, label: undefined, abstained: 'out-of-distribution' } }),
+      payloadRecord(2, {
+        reason: 'abstained',
+        transport: 'grpc',
+        answer: { ...payloadRecord(2).answer, label: undefined, abstained: 'out-of-distribution' },
+      }),
       payloadRecord(3, { reason: 'sampled', arm: 'control', model: 'baseline', version: '1', transport: 'oip-http' }),
     ];
     for (const r of records) assert.equal(log.log(r), true);
