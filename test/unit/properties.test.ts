@@ -339,7 +339,8 @@ describe('imageFromJson, requireJsonObject, optionsFrom (property)', () => {
             return;
           }
           assert.ok(shouldPass, `accepted ${JSON.stringify({ body, bodyIsJson, query, header })}`);
-          assert.deepEqual(Object.keys(r.value).sort(), ['model', 'routingKey', 'topK', 'version']);
+          assert.deepEqual(Object.keys(r.value).sort(), ['abstain', 'model', 'routingKey', 'topK', 'transport', 'version']);
+          assert.equal(r.value.transport, 'http');
           assert.equal(r.value.model, m.value);
           assert.equal(r.value.version, v.value);
           assert.equal(r.value.routingKey, header || k.value);
@@ -386,13 +387,15 @@ describe('imageFromJson, requireJsonObject, optionsFrom (property)', () => {
   it('optionsFrom: a field that is not an option is refused, naming it, from any source', () => {
     fc.assert(
       fc.property(
-        fc.string({ minLength: 1, maxLength: 12 }).filter((k) => !['model', 'version', 'topK', 'routingKey', '__proto__'].includes(k)),
+        fc
+          .string({ minLength: 1, maxLength: 12 })
+          .filter((k) => !['model', 'version', 'topK', 'routingKey', 'abstain', '__proto__'].includes(k)),
         fc.constantFrom('form', 'query'),
         (k, where) => {
           const sources = where === 'form' ? { form: { [k]: 'x' }, query: {} } : { query: { [k]: 'x' } };
           assert.match(
             refused(() => optionsFrom(sources, undefined)).message,
-            /^unknown field ".*" in the (form fields|query string); expected model, version, topK, routingKey$/,
+            /^unknown field ".*" in the (form fields|query string); expected model, version, topK, routingKey, abstain$/,
           );
         },
       ),
@@ -939,13 +942,22 @@ describe('Open Inference Protocol v2 tensor decoding (property)', () => {
               for (const p of r.top) expected[p.labelIndex] = Math.fround(p.confidence);
               assert.deepEqual(Array.from(probs.subarray(i * LABELS.length, (i + 1) * LABELS.length)), expected);
             });
+          } else if (o.name === 'ood_score') {
+            assert.deepEqual(o.shape, [n]);
+            assert.deepEqual(
+              Array.from(o.data as Float32Array),
+              results.map((r) => Math.fround(r.ood?.score ?? NaN)),
+            );
           } else {
             assert.deepEqual(o.shape, [n]);
-            const field = o.name === 'label_index' ? 'labelIndex' : o.name === 'label' ? 'label' : 'predictionId';
-            assert.deepEqual(
-              o.data,
-              results.map((r) => r[field]),
-            );
+            // An abstained row has no class: -1 and "" (none of these generated rows abstains unless it says so).
+            const expected: Record<string, (r: Classification) => unknown> = {
+              label_index: (r: Classification) => r.labelIndex ?? -1,
+              label: (r: Classification) => r.label ?? '',
+              prediction_id: (r: Classification) => r.predictionId,
+              abstained: (r: Classification) => r.abstained ?? '',
+            };
+            assert.deepEqual(o.data, results.map(expected[o.name]));
           }
         }
       }),
@@ -994,7 +1006,7 @@ describe('Open Inference Protocol v2 tensor decoding (property)', () => {
           assert.ok(r.ok);
           assert.deepEqual(
             r.value.outputs.map((o) => o.name),
-            [...OUTPUTS],
+            OUTPUTS.filter((o) => o !== 'ood_score'), // the generated model ships no OOD score
           );
           assert.deepEqual(r.value.outputs.find((o) => o.name === 'label_index')!.data, new Array(n).fill(c.labelIndex));
         },
