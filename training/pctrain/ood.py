@@ -628,6 +628,7 @@ def run(models: Path, out: Path, runs: Path, rate: float = FALSE_FLAG_RATE, dev_
         "sets": {s.name: {"kind": s.kind, "description": s.description} for s in rep_sets},
         "manifestBlocks": {mname: f"ood-manifest-{mname}.json" for mname in blocks},
         "seconds": round(time.time() - t0, 1),
+        "logitsCached": cache is not None,
     }
     (out / "ood.json").write_text(json.dumps(result, indent=1) + "\n")
     (out / "ood.md").write_text(markdown(result))
@@ -674,7 +675,8 @@ def make_vectors(per_model: dict, chosen: str, rate: float, ds, dev_sets, rep_se
 
 def markdown(r: dict) -> str:
     lines = [f"# OOD score: `{r['chosen']}`", "",
-             f"Reproduce: `{r['command']}` ({r['seconds']:.0f} s). Target in-distribution false-flag rate {r['falseFlagRate']:.0%}: "
+             f"Reproduce: `{r['command']}` (this run {r['seconds']:.0f} s"
+             f"{', logits read from a --cache of an earlier run' if r.get('logitsCached') else ''}). Target in-distribution false-flag rate {r['falseFlagRate']:.0%}: "
              f"the threshold is the validation split's {1 - r['validationFlagRate']:.2%} quantile ({r['validationFlagRate']:.2%} flagged there, "
              f"{r['guardZ']} binomial standard errors under the target, so new in-distribution data stays under it).", "",
              f"Selection: {r['selection']}.", ""]
@@ -696,11 +698,12 @@ def markdown(r: dict) -> str:
         lines.append("")
     lines += ["## Selection (validation as in-distribution, dev OOD sets, seed %d)" % r["dev"]["seed"], "",
               "Worst far-OOD AUROC and mean near-OOD AUROC, mean over models; per-model worst far AUROC; accuracy at 90% coverage by the score (validation). "
-              "`featMaha` needs the penultimate features (not exported): reference only. ✗: misses a dev target for some model.", "",
+              "`featMaha` needs the penultimate features (not exported): reference only. ✗: misses a dev target for some model "
+              "(listed after the methods that meet them).", "",
               "| candidate | worst far AUROC | mean near AUROC | " + " | ".join(f"{m} worst far | {m} acc@90 by score" for m in models) + " |",
               "|---|---|---|" + "---|---|" * len(models)]
     cands = r["dev"]["candidates"]
-    for n in sorted(cands, key=lambda n: (-round(cands[n]["minFarAuroc"], 3), -cands[n]["meanNearAuroc"])):
+    for n in sorted(cands, key=lambda n: (not cands[n]["meetsTargets"], -round(cands[n]["minFarAuroc"], 3), -cands[n]["meanNearAuroc"])):
         c = cands[n]
         mark = " (chosen)" if n == r["chosen"] else ("" if c["selectable"] else " (reference)")
         mark += "" if c["meetsTargets"] else " ✗"
