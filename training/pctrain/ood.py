@@ -643,7 +643,7 @@ def make_vectors(per_model: dict, chosen: str, rate: float, ds, dev_sets, rep_se
     groups = {"validation": ds.val.images, "test": ds.test.images, **{s.name: s.images for s in rep_sets}}
     out = {"description": ("Parity vectors for the Node OOD score: pixels (base64 of the 784 uint8 pixels, row-major), "
                            "each model's raw float32 logits (PyTorch), the pixel statistics, the score components and the "
-                           "expected score and flag. Recompute the score from pixels + logits; expect |diff| < 1e-6 relative."),
+                           "expected score and flag. Recompute the score from pixels + logits with the manifest block (float64): expect |diff| < 1e-9."),
            "score": chosen, "models": {}, "sets": {}}
     for mname, d in per_model.items():
         out["models"][mname] = {"threshold": fit_threshold(score(d["fit"], d["val_c"], chosen), rate)}
