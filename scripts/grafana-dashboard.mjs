@@ -373,7 +373,8 @@ panel({
 });
 panel({
   title: 'Feedback by outcome',
-  description: 'Labels counted as correct or incorrect, and duplicates answered but not counted again.',
+  description:
+    'Labels counted as correct or incorrect, labels on predictions answered without a label (abstained: not in accuracy), and duplicates answered but not counted again.',
   targets: [[`sum by (outcome) (rate(classifier_feedback_total{${SEL}}[$__rate_interval]))`, '{{outcome}}']],
   unit: 'reqps',
 });
@@ -383,6 +384,90 @@ panel({
     'Prediction ids that were malformed, tampered with, expired, or labels that are not a class. Tampered above zero deserves a look at who sends it.',
   targets: [['sum by (outcome) (rate(classifier_feedback_rejected_total[$__rate_interval]))', '{{outcome}}']],
   unit: 'reqps',
+});
+endRow();
+
+// ---- out-of-distribution inputs and abstentions ------------------------------
+row('Out-of-distribution inputs and abstentions');
+panel({
+  title: 'OOD flagged rate per model and arm vs expected (30 min)',
+  description:
+    "Share of scored predictions whose input was flagged out-of-distribution over the last 30 minutes (all pods), against the share the model's threshold flags on in-distribution images by design (expected) and 3 times that, where ClassifierOodFlaggedRateHigh fires (with at least 500 predictions). One arm apart from the others points at the clients routed to it or at its model.",
+  targets: [
+    [`model_arm:classifier_ood_flagged:ratio_rate30m{${SEL}}`, 'flagged {{model}} {{arm}}'],
+    [`model:classifier_ood_expected_flag:ratio{model=~"$model"}`, 'expected {{model}}'],
+    [`3 * model:classifier_ood_expected_flag:ratio{model=~"$model"}`, 'alert above {{model}}'],
+  ],
+  unit: 'percentunit',
+  min: 0,
+});
+panel({
+  type: 'heatmap',
+  title: 'OOD score distribution over time',
+  description:
+    'Out-of-distribution score of every prediction (standardized scale; the fitted thresholds sit near 3.5). In-distribution traffic keeps most of the mass below 3; a new band higher up is a new kind of input (blank, inverted or noisy images, screenshots, non-garments score far above).',
+  targets: [[`sum by (le) (increase(classifier_ood_score_bucket{${SEL}}[$__rate_interval]))`, '{{le}}']],
+  unit: 'short',
+  options: { calculate: false, yAxis: { unit: 'none' }, cellGap: 1, color: { scheme: 'Purples', mode: 'scheme' } },
+});
+panel({
+  title: 'OOD score p50 / p95 / p99 by model',
+  description:
+    "Quantiles of the out-of-distribution score from its histogram, all pods. On in-distribution traffic the p95 sits near the model's threshold (about 5% flagged by design); p50 rising means the bulk of the traffic changed, p99 alone a minority of odd uploads.",
+  targets: [
+    [`histogram_quantile(0.5, sum by (model, le) (rate(classifier_ood_score_bucket{${SEL}}[$__rate_interval])))`, 'p50 {{model}}'],
+    [`histogram_quantile(0.95, sum by (model, le) (rate(classifier_ood_score_bucket{${SEL}}[$__rate_interval])))`, 'p95 {{model}}'],
+    [`histogram_quantile(0.99, sum by (model, le) (rate(classifier_ood_score_bucket{${SEL}}[$__rate_interval])))`, 'p99 {{model}}'],
+  ],
+  unit: 'none',
+});
+panel({
+  title: 'Abstention rate by reason',
+  description:
+    'Share of predictions answered without a label (abstained), by reason: out-of-distribution (the input was flagged) or low-confidence (top-1 under ABSTAIN_MIN_CONFIDENCE). Abstained answers are not in the predictions, confidence or accuracy figures. Zero unless the server policy (ABSTAIN) or the request asks for abstention.',
+  targets: [
+    [
+      `sum by (model, arm, reason) (rate(classifier_abstentions_total{${SEL}}[$__rate_interval])) / on (model, arm) group_left () (sum by (model, arm) (rate(classifier_abstentions_total{${SEL}}[$__rate_interval])) + (sum by (model, arm) (rate(classifier_predictions_total{${SEL}}[$__rate_interval])) or sum by (model, arm) (rate(classifier_abstentions_total{${SEL}}[$__rate_interval])) * 0))`,
+      '{{reason}} {{model}} {{arm}}',
+    ],
+  ],
+  unit: 'percentunit',
+  min: 0,
+  w: 12,
+});
+panel({
+  title: 'OOD flagged and abstained per second by model and arm',
+  description:
+    'Flagged inputs and abstentions (all reasons) per second, all pods: how many requests a rising flagged rate stands for. A handful of odd uploads from one client reads as a few a minute; a broken client or pipeline as a share of all traffic.',
+  targets: [
+    [`sum by (model, arm) (rate(classifier_ood_flagged_total{${SEL}}[$__rate_interval]))`, 'flagged {{model}} {{arm}}'],
+    [`sum by (model, arm) (rate(classifier_abstentions_total{${SEL}}[$__rate_interval]))`, 'abstained {{model}} {{arm}}'],
+  ],
+  unit: 'reqps',
+  min: 0,
+  w: 12,
+});
+endRow();
+
+// ---- payload log -----------------------------------------------------------------
+row('Payload log');
+panel({
+  title: 'Payload log: records sent and dropped per second',
+  description:
+    'Predictions handed to each payload-log sink (http: PAYLOAD_LOG_URL, file: PAYLOAD_LOG_FILE), all pods, by outcome: sent, or dropped for queue_full, sink_error, timeout or shutdown. Drops other than at shutdown for 15 minutes open a ticket (ClassifierPayloadLogDropping). Empty when payload logging is off.',
+  targets: [['sum by (sink, outcome) (rate(classifier_payload_log_records_total[$__rate_interval]))', '{{sink}} {{outcome}}']],
+  unit: 'reqps',
+  min: 0,
+  w: 12,
+});
+panel({
+  title: 'Payload log: queue depth per pod',
+  description:
+    "Records waiting or being written, per sink and pod. Each sink's queue holds PAYLOAD_LOG_QUEUE records (1000 by default); a depth that stays near it means the sink cannot keep up and queue_full drops follow.",
+  targets: [['classifier_payload_log_queue_depth', '{{sink}} {{instance}}']],
+  unit: 'short',
+  min: 0,
+  w: 12,
 });
 endRow();
 
@@ -422,7 +507,8 @@ const dashboard = {
   ],
   title: 'product-classifier',
   uid: 'product-classifier',
-  description: 'Service health, the A/B test, confidence drift and feedback of product-classifier. Made by scripts/grafana-dashboard.mjs.',
+  description:
+    'Service health, the A/B test, confidence drift, feedback, out-of-distribution inputs, abstentions and the payload log of product-classifier. Made by scripts/grafana-dashboard.mjs.',
   tags: ['product-classifier', 'ml', 'ab-test'],
   timezone: 'browser',
   schemaVersion: 39,
