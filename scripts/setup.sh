@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(python3-torch python3-onnx python3-numpy python3-pytest python3-matplotlib dataset-fashion-mnist prometheus chromium python3-grpcio python3-grpc-tools)
+APT_PACKAGES=(python3-torch python3-onnx python3-numpy python3-pytest python3-matplotlib dataset-fashion-mnist prometheus chromium python3-grpcio python3-grpc-tools python3-pil fonts-dejavu-core)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
