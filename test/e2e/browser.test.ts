@@ -267,23 +267,28 @@ describe('the browser pages in Chromium', { skip }, () => {
     const { page, problems } = await open('/');
     await page.uncheck('#browser-auto');
     // A real answer of the service (taken by the test: Chromium hands an intercepted upload's body to
-    // nobody), with the fields a later version adds.
-    const answer = await classifyViaApi(svc, 't10k-00001.png', { topK: '5' });
+    // nobody), turned into an abstention as the service gives one: the reason, ood flagged, no label or labelIndex.
+    const answer: Record<string, unknown> = { ...(await classifyViaApi(svc, 't10k-00001.png', { topK: '5' })) };
+    delete answer.label;
+    delete answer.labelIndex;
     await page.route('**/v1/classify', (route) =>
       route.fulfill({
         json: {
           ...answer,
           ood: { score: 0.91, threshold: 0.5, flagged: true },
-          abstained: { reason: 'the photo is unlike the training data' },
+          abstained: 'out-of-distribution',
         },
       }),
     );
-    await classifyOnPage(page, 't10k-00001.png');
+    const shown = await classifyOnPage(page, 't10k-00001.png');
     assert.match(
       (await page.textContent('#result .ood[data-flagged="true"]')) ?? '',
       /Out of distribution.*score 0\.910 > threshold 0\.500/,
     );
-    assert.match((await page.textContent('#result .abstained')) ?? '', /abstained.*unlike the training data/);
+    assert.match((await page.textContent('#result .abstained')) ?? '', /abstained \(out-of-distribution: the photo looks unlike/);
+    assert.equal(await page.textContent('#result .answer .label'), 'no label (abstained: out-of-distribution)');
+    assert.equal(shown.result.label, '', 'no label in the result');
+    assert.equal(shown.result.abstained, 'out-of-distribution');
     assert.deepEqual(problems, []);
     await page.context().close();
   });

@@ -5,12 +5,18 @@
  * TRY_IT_PAGE=off, a drain) all go through a service started by
  * startService(), whose contract checker validates every answer; the test
  * asserts it checked them all and found nothing the document does not say.
+ * The shipped models carry an out-of-distribution score (their manifests'
+ * `ood` blocks), so the answers hold its verdict and the abstentions of
+ * both reasons; copies of the models without the block give the answers of
+ * a model without one.
  */
 import assert from 'node:assert/strict';
+import { readFile, writeFile } from 'node:fs/promises';
 import net from 'node:net';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import request from 'supertest';
-import { fixtureBytes, fixtureImages, startService, type TestService } from '../helpers';
+import { fixtureBytes, fixtureImages, startService, tempModelDir, type TestService } from '../helpers';
 
 const TOKEN = 'contract-admin-token-0123456789';
 const ORIGIN = 'https://shop.example.com';
@@ -18,6 +24,10 @@ const fixtures = fixtureImages();
 const png = fixtureBytes(fixtures[0].file);
 const b64 = png.toString('base64');
 const black = new Array(784).fill(0);
+/** A fixture the baseline labels with confidence 0.63 (under ABSTAIN_MIN_CONFIDENCE 0.9), its score under the threshold. */
+const unsure = fixtureBytes('t10k-00016.png');
+/** A fixture the baseline's out-of-distribution score flags (4.0 > 3.5). */
+const unusual = fixtureBytes('t10k-00032.png');
 
 type Case = [what: string, send: (api: ReturnType<typeof request>) => request.Test, status: number | number[]];
 
@@ -32,6 +42,8 @@ describe('the OpenAPI document against real answers', () => {
       MAX_IMAGE_BYTES: String(64 * 1024),
       MAX_JSON_BYTES: String(256 * 1024),
       CORS_ORIGINS: ORIGIN,
+      // ABSTAIN stays off: only requests that ask abstain, and these fixtures then do.
+      ABSTAIN_MIN_CONFIDENCE: '0.9',
     });
     api = request(`http://127.0.0.1:${service.port}`);
   });
@@ -52,6 +64,9 @@ describe('the OpenAPI document against real answers', () => {
     const first = await api.post('/v1/classify').set('X-Routing-Key', 'shopper-1').attach('image', png, 'a.png').expect(200);
     const id = first.body.predictionId as string;
     const tampered = `${id.slice(0, -1)}${id.endsWith('A') ? 'B' : 'A'}`;
+    const abstained = await api.post('/v1/classify').field('abstain', 'true').attach('image', unsure, 'u.png').expect(200);
+    assert.equal(abstained.body.abstained, 'low-confidence');
+    assert.ok(!('label' in abstained.body) && !('labelIndex' in abstained.body), 'an abstained answer has no label');
     await run([
       ['classify base64 JSON', (a) => a.post('/v1/classify').send({ image: b64, topK: 1 }), 200],
       [
@@ -68,6 +83,23 @@ describe('the OpenAPI document against real answers', () => {
         'classify form fields',
         (a) => a.post('/v1/classify').field('topK', '2').field('routingKey', 'k').attach('image', png, 'a.png'),
         200,
+      ],
+      [
+        'classify abstain in JSON, abstained',
+        (a) => a.post('/v1/classify').send({ image: unusual.toString('base64'), abstain: true }),
+        200,
+      ],
+      ['classify abstain in the query, answered', (a) => a.post('/v1/classify?abstain=true').send({ image: b64 }), 200],
+      [
+        'classify abstain false, a flagged photo answered',
+        (a) => a.post('/v1/classify?abstain=true').field('abstain', 'false').field('model', 'baseline').attach('image', unusual, 'x.png'),
+        200,
+      ],
+      ['classify abstain not a JSON boolean', (a) => a.post('/v1/classify').send({ image: b64, abstain: 'true' }), 400],
+      [
+        'classify abstain form field not true or false',
+        (a) => a.post('/v1/classify').field('abstain', '1').attach('image', png, 'a.png'),
+        400,
       ],
       ['classify bad base64', (a) => a.post('/v1/classify').send({ image: '!!' }), 400],
       ['classify unknown field', (a) => a.post('/v1/classify').send({ image: b64, topk: 1 }), 400],
@@ -87,10 +119,28 @@ describe('the OpenAPI document against real answers', () => {
       ],
       ['batch JSON', (a) => a.post('/v1/classify/batch').send({ images: [{ image: b64 }, { pixels: black }], topK: 1 }), 200],
       ['batch of failures only', (a) => a.post('/v1/classify/batch').send({ images: [{ pixels: [1, 2] }] }), 200],
+      [
+        'batch JSON, abstain, one labelled and two abstained',
+        (a) =>
+          a
+            .post('/v1/classify/batch')
+            .send({ images: [{ image: b64 }, { image: unsure.toString('base64') }, { image: unusual.toString('base64') }], abstain: true }),
+        200,
+      ],
+      [
+        'batch multipart, abstain',
+        (a) => a.post('/v1/classify/batch?abstain=true').attach('images', unsure, 'u.png').attach('images', png, 'a.png'),
+        200,
+      ],
       ['batch too many', (a) => a.post('/v1/classify/batch').send({ images: new Array(5).fill({ pixels: black }) }), 400],
       ['batch empty', (a) => a.post('/v1/classify/batch').send({ images: [] }), 400],
       ['feedback', (a) => a.post('/v1/feedback').send({ predictionId: id, label: 'pullover' }), 200],
       ['feedback repeated, by index', (a) => a.post('/v1/feedback').send({ predictionId: id, labelIndex: 4 }), 200],
+      [
+        'feedback on an abstained prediction',
+        (a) => a.post('/v1/feedback').send({ predictionId: abstained.body.predictionId, label: 'Shirt' }),
+        200,
+      ],
       ['feedback tampered', (a) => a.post('/v1/feedback').send({ predictionId: tampered, label: 'Bag' }), 403],
       ['feedback malformed id', (a) => a.post('/v1/feedback').send({ predictionId: 'x', label: 'Bag' }), 400],
       ['feedback unknown label', (a) => a.post('/v1/feedback').send({ predictionId: id, label: 'Hat' }), 400],
@@ -98,7 +148,7 @@ describe('the OpenAPI document against real answers', () => {
       ['models', (a) => a.get('/v1/models'), 200],
       ['models HEAD', (a) => a.head('/v1/models'), 200],
       ['models DELETE', (a) => a.delete('/v1/models'), 405],
-      ['A/B report without a config', (a) => a.get('/v1/ab'), 200],
+      ['A/B report without a config, with abstentions', (a) => a.get('/v1/ab'), 200],
       ['liveness', (a) => a.get('/healthz'), 200],
       ['liveness, as express matches it', (a) => a.get('/HEALTHZ/'), 200],
       ['liveness OPTIONS, not a preflight', (a) => a.options('/healthz'), 405],
@@ -145,6 +195,11 @@ describe('the OpenAPI document against real answers', () => {
       ['routing DELETE', (a) => a.delete('/v1/admin/routing').set(auth), 405],
       ['an experiment arm', (a) => a.post('/v1/classify').set('X-Routing-Key', 'alice').attach('image', png, 'a.png'), 200],
       ['another', (a) => a.post('/v1/classify').set('X-Routing-Key', 'bob').attach('image', png, 'a.png'), 200],
+      [
+        'an abstention in an arm',
+        (a) => a.post('/v1/classify').set('X-Routing-Key', 'alice').field('abstain', 'true').attach('image', unsure, 'u.png'),
+        200,
+      ],
       ['A/B report with an experiment and a shadow', (a) => a.get('/v1/ab'), 200],
       ['routing with the experiment', (a) => a.get('/v1/admin/routing').set(auth), 200],
     ]);
@@ -174,6 +229,30 @@ describe('the OpenAPI document against real answers', () => {
           a.post('/v2/models/dendritic/versions/1/infer').send({
             inputs: [{ name: 'image', shape: [2], datatype: 'BYTES', data: [b64, b64] }],
             outputs: [{ name: 'label' }, { name: 'prediction_id' }, { name: 'label_index' }],
+          }),
+        200,
+      ],
+      [
+        'infer with parameters.abstain: label_index -1, label "" and the reason',
+        (a) =>
+          a.post('/v2/models/baseline/infer').send({
+            inputs: [{ name: 'image', shape: [2], datatype: 'BYTES', data: [b64, unsure.toString('base64')] }],
+            parameters: { abstain: true, client: 'kept' },
+          }),
+        200,
+      ],
+      [
+        'infer parameters.abstain not a JSON boolean',
+        (a) => a.post('/v2/models/baseline/infer').send({ inputs: [pixels], parameters: { abstain: 'yes' } }),
+        400,
+      ],
+      [
+        'infer, ood_score and abstained named',
+        (a) =>
+          a.post('/v2/models/dendritic/versions/1/infer').send({
+            inputs: [{ name: 'pixels', shape: [1, 784], datatype: 'UINT8', data: black }],
+            outputs: [{ name: 'ood_score' }, { name: 'abstained' }, { name: 'label_index' }],
+            parameters: { abstain: true },
           }),
         200,
       ],
@@ -250,6 +329,77 @@ describe('the OpenAPI document against real answers', () => {
   it('checked every answer', () => {
     assert.ok(service.contract.checked >= 90, `${service.contract.checked} answers checked`);
     assert.deepEqual(service.contract.violations, []);
+  });
+});
+
+describe('the OpenAPI document against the answers of models without an out-of-distribution score', () => {
+  let service: TestService;
+  let api: ReturnType<typeof request>;
+
+  before(async () => {
+    // Copies of the shipped models without the `ood` block their manifests carry.
+    const dir = await tempModelDir();
+    for (const model of ['baseline', 'dendritic']) {
+      const file = path.join(dir, model, '1', 'manifest.json');
+      const manifest = JSON.parse(await readFile(file, 'utf8'));
+      delete manifest.ood;
+      await writeFile(file, JSON.stringify(manifest, null, 2));
+    }
+    service = await startService({ MODEL_DIR: dir, ABSTAIN: 'ood+confidence', ABSTAIN_MIN_CONFIDENCE: '0.9' });
+    api = request(`http://127.0.0.1:${service.port}`);
+  });
+  after(async () => {
+    await service.stop(); // throws when an answer did not match the document
+  });
+
+  it('describes answers without `ood`, abstentions for low confidence, and OIP without ood_score', async () => {
+    const unsureAnswer = await api
+      .post('/v1/classify')
+      .send({ image: unsure.toString('base64') })
+      .expect(200);
+    assert.equal(unsureAnswer.body.abstained, 'low-confidence', 'ABSTAIN=ood+confidence abstains on it');
+    assert.ok(!('ood' in unsureAnswer.body), 'no verdict without a score');
+    const cases: Case[] = [
+      ['classify, labelled', (a) => a.post('/v1/classify').attach('image', png, 'a.png'), 200],
+      ['classify, unusual but never flagged', (a) => a.post('/v1/classify?abstain=false').attach('image', unusual, 'x.png'), 200],
+      [
+        'batch',
+        (a) => a.post('/v1/classify/batch').send({ images: [{ image: b64 }, { image: unsure.toString('base64') }], model: 'baseline' }),
+        200,
+      ],
+      [
+        'feedback on the abstained prediction',
+        (a) => a.post('/v1/feedback').send({ predictionId: unsureAnswer.body.predictionId, label: 'Shirt' }),
+        200,
+      ],
+      ['A/B report', (a) => a.get('/v1/ab'), 200],
+      ['model metadata without parameters', (a) => a.get('/v2/models/baseline'), 200],
+      [
+        'infer, all outputs: no ood_score',
+        (a) =>
+          a
+            .post('/v2/models/baseline/infer')
+            .send({ inputs: [{ name: 'image', shape: [2], datatype: 'BYTES', data: [b64, unsure.toString('base64')] }] }),
+        200,
+      ],
+      [
+        'infer ood_score of a model without a score',
+        (a) =>
+          a.post('/v2/models/baseline/infer').send({
+            inputs: [{ name: 'pixels', shape: [1, 28, 28], datatype: 'UINT8', data: black }],
+            outputs: [{ name: 'ood_score' }],
+          }),
+        400,
+      ],
+    ];
+    for (const [what, send, status] of cases) {
+      const res = await send(api);
+      assert.equal(res.status, status, `${what}: ${res.status} ${String(res.text ?? '').slice(0, 300)}`);
+    }
+    const metadata = await api.get('/v2/models/baseline').expect(200);
+    assert.ok(!('parameters' in metadata.body) && !metadata.body.outputs.some((o: { name: string }) => o.name === 'ood_score'));
+    assert.deepEqual(service.contract.violations, []);
+    assert.ok(service.contract.checked >= 10, `${service.contract.checked} answers checked`);
   });
 });
 

@@ -17,17 +17,25 @@ export interface Ood {
   flagged: boolean;
 }
 
-export interface Classification extends ClassPrediction {
+/** Why the service answered without a label. */
+export type AbstainReason = 'out-of-distribution' | 'low-confidence';
+
+export interface Classification {
   predictionId: string;
   model: string;
   version: string;
   arm: string;
+  /** The most likely class; absent when the service abstained. */
+  label?: string;
+  labelIndex?: number;
+  /** The most likely class's calibrated confidence (also when the service abstained). */
+  confidence: number;
   top: ClassPrediction[];
   timings: { preprocessMs: number; inferenceMs: number; totalMs: number };
-  /** Out-of-distribution score, when the service computes one. */
+  /** Out-of-distribution verdict, when the model ships a score. */
   ood?: Ood;
-  /** A later feature: the service declined to answer (a flag, or an object with the reason). */
-  abstained?: unknown;
+  /** Set when the service declined to answer with a label: why (then `label` and `labelIndex` are absent). */
+  abstained?: AbstainReason;
 }
 
 export interface FeedbackResult {
@@ -39,6 +47,8 @@ export interface FeedbackResult {
   predicted: string;
   label: string;
   confidence: number;
+  /** The prediction abstained: `predicted` is its most likely class, and the label counts apart from accuracy. */
+  abstained?: true;
 }
 
 export interface ModelInfo {

@@ -6,7 +6,8 @@
  *
  * State the tests read: #result and #browser-result carry data-state
  * (idle, loading, done, error), data-request (the classification's number on
- * this page) and, when done, the answer's model, version and label; the
+ * this page) and, when done, the answer's model, version and label (empty
+ * when the service abstained, and data-abstained then holds the reason); the
  * browser result also carries data-agree and data-max-diff; #ab-report
  * carries data-state and data-loaded (how many reports were read).
  */
@@ -259,8 +260,21 @@ function barFill(p: number): HTMLElement {
   return fill;
 }
 
+/** Why the service abstained, as the answer says it ("out-of-distribution", "low-confidence"), or undefined when it answered. */
+function abstainedReason(a: Classification): string | undefined {
+  const reason: unknown = a.abstained; // the answer as it came: checked, not trusted
+  return typeof reason === 'string' && reason !== '' ? reason : undefined;
+}
+
+/** What each reason means for the person reading the answer. */
+const ABSTAIN_EXPLANATIONS: Record<string, string> = {
+  'out-of-distribution': 'the photo looks unlike what the model was trained on',
+  'low-confidence': 'the most likely category was not likely enough',
+};
+
 function oodView(a: Classification): HTMLElement | null {
   const parts: HTMLElement[] = [];
+  const reason = abstainedReason(a);
   if (a.ood && typeof a.ood === 'object') {
     const { score, threshold, flagged } = a.ood;
     parts.push(
@@ -268,17 +282,20 @@ function oodView(a: Classification): HTMLElement | null {
         'p',
         { class: flagged ? 'warning ood' : 'muted ood', 'data-flagged': String(flagged) },
         flagged
-          ? `Out of distribution: this photo looks unlike what the model was trained on (score ${score.toFixed(3)} > threshold ${threshold.toFixed(3)}); treat the label with caution.`
+          ? `Out of distribution: this photo looks unlike what the model was trained on (score ${score.toFixed(3)} > threshold ${threshold.toFixed(3)})${reason ? '.' : '; treat the label with caution.'}`
           : `In distribution (out-of-distribution score ${score.toFixed(3)} \u2264 threshold ${threshold.toFixed(3)}).`,
       ),
     );
   }
-  if (a.abstained !== undefined && a.abstained !== null && a.abstained !== false) {
-    const reason =
-      typeof a.abstained === 'object' && typeof (a.abstained as { reason?: unknown }).reason === 'string'
-        ? `: ${(a.abstained as { reason: string }).reason}`
-        : '';
-    parts.push(h('p', { class: 'warning abstained' }, `The service abstained from a confident answer${reason}.`));
+  if (reason) {
+    const why = ABSTAIN_EXPLANATIONS[reason];
+    parts.push(
+      h(
+        'p',
+        { class: 'warning abstained', 'data-reason': reason },
+        `The service abstained (${reason}${why ? `: ${why}` : ''}) and gave no label. The categories below are the model's scores, not an answer.`,
+      ),
+    );
   }
   return parts.length > 0 ? h('div', {}, ...parts) : null;
 }
@@ -290,24 +307,26 @@ function armNote(arm: string): string | undefined {
   return state.ab?.experiment?.arms.some((x) => x.name === arm) ? `an arm of experiment ${state.ab.experiment.experiment}` : undefined;
 }
 
-/** The service's label; an answer that abstains may come without one (then its most likely class stands in). */
+/** The service's label; an abstained answer has none, and its most likely class stands in (for the comparison and the feedback default). */
 function answerLabel(a: Classification): string | undefined {
   return typeof a.label === 'string' && a.label !== '' ? a.label : a.top?.[0]?.label;
 }
 
 function renderAnswer(a: Classification, file: File): void {
-  const label = typeof a.label === 'string' && a.label !== '' ? a.label : undefined;
+  const reason = abstainedReason(a);
+  const label = !reason && typeof a.label === 'string' && a.label !== '' ? a.label : undefined;
   el.result.dataset.state = 'done';
   el.result.dataset.model = a.model;
   el.result.dataset.version = a.version;
   el.result.dataset.arm = a.arm;
   el.result.dataset.label = label ?? '';
+  if (reason) el.result.dataset.abstained = reason;
   replace(
     el.result,
     h(
       'p',
       { class: 'answer' },
-      h('span', { class: 'label' }, label ?? 'No label'),
+      h('span', { class: 'label' }, label ?? (reason ? `no label (abstained: ${reason})` : 'No label')),
       typeof a.confidence === 'number' ? h('span', { class: 'confidence' }, ` ${pct(a.confidence)} confident`) : null,
     ),
     oodView(a),
@@ -341,7 +360,7 @@ async function runClassify(): Promise<void> {
   const request = ++state.request;
   el.result.dataset.request = String(request);
   el.result.dataset.state = 'loading';
-  for (const k of ['model', 'version', 'arm', 'label']) delete el.result.dataset[k];
+  for (const k of ['model', 'version', 'arm', 'label', 'abstained']) delete el.result.dataset[k];
   replace(el.result, h('p', { class: 'muted' }, `Classifying ${file.name}\u2026`));
   showError(el.classifyError, undefined);
   el.feedbackForm.hidden = true;
@@ -372,9 +391,11 @@ async function submitFeedback(): Promise<void> {
   el.feedbackResult.textContent = 'Sending\u2026';
   try {
     const r = await sendFeedback(answer.predictionId, el.feedbackLabel.value);
-    el.feedbackResult.textContent = r.accepted
-      ? `Recorded: the ${r.model}/${r.version} answer "${r.predicted}" was ${r.correct ? 'correct' : `wrong (true: ${r.label})`}; it counts towards arm ${r.arm}.`
-      : `Not counted again: this replica already has feedback for this prediction.`;
+    el.feedbackResult.textContent = !r.accepted
+      ? `Not counted again: this replica already has feedback for this prediction.`
+      : r.abstained
+        ? `Recorded: the ${r.model}/${r.version} prediction abstained; its most likely category "${r.predicted}" was ${r.correct ? 'right' : `wrong (true: ${r.label})`}. Arm ${r.arm} counts it apart from its accuracy.`
+        : `Recorded: the ${r.model}/${r.version} answer "${r.predicted}" was ${r.correct ? 'correct' : `wrong (true: ${r.label})`}; it counts towards arm ${r.arm}.`;
     void refreshAb();
   } catch (err) {
     el.feedbackResult.textContent = `Feedback refused: ${describeError(err)}`;
@@ -440,9 +461,13 @@ async function runInBrowser(): Promise<void> {
       h(
         'p',
         { class: agree ? 'agree' : 'warning disagree' },
-        agree
-          ? `Agrees with the service: both say ${serviceLabel}.`
-          : `Disagrees with the service: the browser says ${prediction.label}, the service said ${serviceLabel ?? 'nothing'}.`,
+        abstainedReason(answer)
+          ? agree
+            ? `Agrees with the service's most likely category (it abstained, giving no label): both rank ${serviceLabel} first.`
+            : `Disagrees with the service: the browser ranks ${prediction.label} first, the service ${serviceLabel ?? 'nothing'} (it abstained, giving no label).`
+          : agree
+            ? `Agrees with the service: both say ${serviceLabel}.`
+            : `Disagrees with the service: the browser says ${prediction.label}, the service said ${serviceLabel ?? 'nothing'}.`,
         ` Largest probability difference over the ${answer.top.length} categories the service listed: ${maxDiff.toExponential(2)}.`,
       ),
       pixels.path === 'converted'
