@@ -29,8 +29,11 @@ export interface DriftThresholds {
 export const DEFAULT_THRESHOLDS: DriftThresholds = { minSamples: 500, psi: 0.2, pValue: 0.01 };
 
 export interface DriftReport {
+  /** Predictions in the window, abstained ones included (the distributions compare every input with the reference). */
   samples: number;
-  /** Mean calibrated top-1 confidence: the accuracy expected before labels arrive. */
+  /** Of those, the ones answered without a label: not in the accuracy estimate. */
+  abstained: number;
+  /** Mean calibrated top-1 confidence of the answered predictions: the accuracy expected before labels arrive. */
   estimatedAccuracy: number | null;
   psi: number | null;
   jsDistance: number | null;
@@ -59,6 +62,8 @@ export class DriftMonitor {
   private readonly decileStart = 2;
   private readonly quantileStart: number;
   private readonly classStart: number;
+  /** Series 0 counts every prediction, series 1 sums the answered ones' confidences, this one counts them. */
+  private readonly answeredStart: number;
   private readonly innerEdges: number[];
 
   constructor(
@@ -69,14 +74,19 @@ export class DriftMonitor {
     const deciles = reference.binEdges.length - 1;
     this.quantileStart = this.decileStart + deciles;
     this.classStart = this.quantileStart + reference.quantiles.length + 1;
-    this.windows = new MinuteWindows(this.classStart + reference.classCounts.length, 1440, now);
+    this.answeredStart = this.classStart + reference.classCounts.length;
+    this.windows = new MinuteWindows(this.answeredStart + 1, 1440, now);
     this.innerEdges = reference.binEdges.slice(1, -1) as number[];
   }
 
-  record(confidence: number, classIndex: number): void {
+  /** One prediction; `answered` false for an abstention (in the distributions, not in the accuracy estimate). */
+  record(confidence: number, classIndex: number, answered = true): void {
     const w = this.windows;
     w.add(0);
-    w.add(1, confidence);
+    if (answered) {
+      w.add(1, confidence);
+      w.add(this.answeredStart);
+    }
     w.add(this.decileStart + binIndex(this.innerEdges, confidence));
     w.add(this.quantileStart + binIndex(this.reference.quantiles, confidence));
     w.add(this.classStart + classIndex);
@@ -85,8 +95,10 @@ export class DriftMonitor {
   report(minutes: number): DriftReport {
     const sums = this.windows.sum(minutes);
     const n = sums[0];
+    const answered = sums[this.answeredStart];
     const empty: DriftReport = {
       samples: n,
+      abstained: n - answered,
       estimatedAccuracy: null,
       psi: null,
       jsDistance: null,
@@ -99,7 +111,7 @@ export class DriftMonitor {
     if (n === 0) return { ...empty, reasons: ['no predictions in this window'] };
     const deciles = Array.from(sums.subarray(this.decileStart, this.quantileStart));
     const between = sums.subarray(this.quantileStart, this.classStart);
-    const classes = Array.from(sums.subarray(this.classStart));
+    const classes = Array.from(sums.subarray(this.classStart, this.answeredStart));
     // Live counts at or below each reference quantile edge: cumulative bins.
     const below: number[] = [];
     let cum = 0;
@@ -110,7 +122,8 @@ export class DriftMonitor {
     const ks = ksFromQuantileBins(below, n);
     const report: DriftReport = {
       samples: n,
-      estimatedAccuracy: sums[1] / n,
+      abstained: n - answered,
+      estimatedAccuracy: answered > 0 ? sums[1] / answered : null,
       psi: psi(deciles, this.reference.counts),
       jsDistance: jensenShannonDistance(deciles, this.reference.counts),
       ksStatistic: ks.statistic,

@@ -126,7 +126,13 @@ describe(
           ],
         }),
       );
-      service = await startServiceProcess({ ROUTING_FILE: routing, RECEIPT_SECRET: 'e2e-monitoring-receipt-secret' });
+      // Abstention and payload logging on, so their panels and rules have data to show.
+      service = await startServiceProcess({
+        ROUTING_FILE: routing,
+        RECEIPT_SECRET: 'e2e-monitoring-receipt-secret',
+        ABSTAIN: 'ood+confidence',
+        PAYLOAD_LOG_FILE: path.join(dir, 'payload.jsonl'),
+      });
       prom = await startPrometheus(dir, { job: JOB, targets: [`127.0.0.1:${service.metricsPort}`], ruleFiles: [RULES] });
       inventory = promqlInventory();
     });

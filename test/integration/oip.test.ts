@@ -65,7 +65,7 @@ describe('Open Inference Protocol v2', () => {
         ]);
         assert.deepEqual(
           res.body.outputs.map((o: { name: string }) => o.name),
-          ['probabilities', 'label_index', 'label', 'prediction_id', 'abstained'],
+          ['probabilities', 'label_index', 'label', 'prediction_id', 'ood_score', 'abstained'],
         );
         assert.deepEqual(res.body.outputs[0], { name: 'probabilities', datatype: 'FP32', shape: [-1, 10] });
       }

@@ -119,7 +119,8 @@ describe('payload log: CloudEvents to a real HTTP receiver', () => {
       payloadRecord(2, {
         reason: 'abstained',
         transport: 'grpc',
-        answer: { ...payloadRecord(2).answer, label: undefined, abstained: 'out-of-distribution' },
+        // An abstained answer carries no label at all.
+        answer: (({ label: _label, ...rest }) => ({ ...rest, abstained: 'out-of-distribution' }))(payloadRecord(2).answer),
       }),
       payloadRecord(3, { reason: 'sampled', arm: 'control', model: 'baseline', version: '1', transport: 'oip-http' }),
     ];

@@ -36,7 +36,9 @@ describe('OOD score: parity with the training code', () => {
         for (const v of items) {
           const pixels = Buffer.from(v.pixels, 'base64');
           const stats = pixelStatistics(pixels);
-          v.pixelFeatures.forEach((want, i) => assert.ok(Math.abs(stats[i] - want) < 1e-9, `${set} statistic ${i}: ${stats[i]} vs ${want}`));
+          v.pixelFeatures.forEach((want, i) =>
+            assert.ok(Math.abs(stats[i] - want) < 1e-9, `${set} statistic ${i}: ${stats[i]} vs ${want}`),
+          );
           const want = v.models[model];
           const got = scorer.verdict(pixels, Float32Array.from(want.logits));
           assert.ok(Math.abs(got.score - want.score) <= 1e-6 * Math.max(1, Math.abs(want.score)), `${set}: ${got.score} vs ${want.score}`);
@@ -75,7 +77,10 @@ describe('OOD score: the rules', () => {
     const block = read(path.join(RESULTS, 'ood-manifest-baseline.json'));
     assert.equal(validateManifest({ ...manifest, ood: block }).ood?.score, block.score);
     assert.throws(() => validateManifest({ ...manifest, ood: { ...block, threshold: 'high' } }), /ood\.threshold/);
-    assert.throws(() => validateManifest({ ...manifest, ood: { ...block, score: 'sumz(msp,featMaha)' } }), /ood: unknown OOD score component/);
+    assert.throws(
+      () => validateManifest({ ...manifest, ood: { ...block, score: 'sumz(msp,featMaha)' } }),
+      /ood: unknown OOD score component/,
+    );
     const noGaussian = { ...block, params: { ...block.params, pixelGaussian: undefined } };
     assert.throws(() => validateManifest({ ...manifest, ood: noGaussian }), /pixelGaussian/);
     const badNumber = structuredClone(block);
