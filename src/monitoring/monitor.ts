@@ -106,9 +106,10 @@ export class Monitor {
   }
 
   prediction(e: PredictionEvent): void {
+    // Drift compares every input with the reference (abstained ones too); its accuracy estimate counts answers only.
+    this.drift.get(e.model)?.record(e.confidence, e.labelIndex, e.abstained === undefined);
     if (e.abstained)
       this.windowsOf(this.abstentions, key(e.model, e.arm, e.abstained), { model: e.model, arm: e.arm, reason: e.abstained }, 1).add(0, 1);
-    else this.drift.get(e.model)?.record(e.confidence, e.labelIndex);
     if (e.experiment !== undefined) {
       this.switchExperiment(e.experiment);
       this.assigned.set(e.arm, (this.assigned.get(e.arm) ?? 0) + 1);
