@@ -85,6 +85,33 @@ describe('DriftMonitor', () => {
     assert.deepEqual(new DriftMonitor(reference).report(60).reasons, ['no predictions in this window']);
   });
 
+  it('compares abstained predictions with the reference too, but estimates accuracy from the answered ones only', () => {
+    const rand = rng(11);
+    const both = new DriftMonitor(reference);
+    const answeredOnly = new DriftMonitor(reference);
+    let answeredConf = 0;
+    let answered = 0;
+    for (let i = 0; i < 3000; i++) {
+      const [conf, cls] = drawFromReference(rand);
+      // The low-confidence ones abstain, as under ABSTAIN=ood+confidence.
+      const abstain = conf < 0.6;
+      both.record(conf, cls, !abstain);
+      if (!abstain) {
+        answeredOnly.record(conf, cls);
+        answeredConf += conf;
+        answered++;
+      }
+    }
+    const r = both.report(60);
+    assert.equal(r.samples, 3000);
+    assert.equal(r.abstained, 3000 - answered);
+    assert.ok(r.abstained > 0);
+    assert.ok(Math.abs(r.estimatedAccuracy! - answeredConf / answered) < 1e-12);
+    assert.equal(r.drift, false, `the whole population matches the reference: ${r.reasons.join('; ')}`);
+    // Leaving the abstentions out would cut the low-confidence tail off and read as drift.
+    assert.equal(answeredOnly.report(60).drift, true);
+  });
+
   it('keeps 1 h and 24 h windows apart', () => {
     let now = 1_000_000 * 60_000;
     const m = new DriftMonitor(reference, undefined, () => now);
