@@ -424,10 +424,10 @@ panel({
 panel({
   title: 'Abstention rate by reason',
   description:
-    'Share of predictions answered without a label (abstained), by reason: out-of-distribution (the input was flagged) or low-confidence (top-1 under ABSTAIN_MIN_CONFIDENCE). Abstained answers are not in the predictions, confidence or accuracy figures. Zero unless the server policy (ABSTAIN) or the request asks for abstention.',
+    'Share of predictions answered without a label (abstained), by reason: out-of-distribution (the input was flagged) or low-confidence (top-1 under ABSTAIN_MIN_CONFIDENCE). Abstained predictions stay in the predictions, confidence and drift figures (they describe the inputs) and are left out of accuracy. Zero unless the server policy (ABSTAIN) or the request asks for abstention.',
   targets: [
     [
-      `sum by (model, arm, reason) (rate(classifier_abstentions_total{${SEL}}[$__rate_interval])) / on (model, arm) group_left () (sum by (model, arm) (rate(classifier_abstentions_total{${SEL}}[$__rate_interval])) + (sum by (model, arm) (rate(classifier_predictions_total{${SEL}}[$__rate_interval])) or sum by (model, arm) (rate(classifier_abstentions_total{${SEL}}[$__rate_interval])) * 0))`,
+      `sum by (model, arm, reason) (rate(classifier_abstentions_total{${SEL}}[$__rate_interval])) / on (model, arm) group_left () sum by (model, arm) (rate(classifier_predictions_total{${SEL}}[$__rate_interval]))`,
       '{{reason}} {{model}} {{arm}}',
     ],
   ],

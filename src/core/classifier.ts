@@ -139,12 +139,11 @@ export class Classifier {
       metrics.oodScore.observe({ model: c.model, arm: c.arm }, c.ood.score);
       if (c.ood.flagged) metrics.oodFlagged.inc({ model: c.model, arm: c.arm });
     }
-    if (c.abstained) {
-      metrics.abstentions.inc({ model: c.model, arm: c.arm, reason: c.abstained });
-      return;
-    }
+    // Confidence and class mix describe every input, as drift compares them with the reference;
+    // abstentions are counted beside them, and kept out of accuracy.
     metrics.confidence.observe({ model: c.model, arm: c.arm }, c.confidence);
     metrics.predictions.inc({ model: c.model, arm: c.arm, label: c.top[0].label });
+    if (c.abstained) metrics.abstentions.inc({ model: c.model, arm: c.arm, reason: c.abstained });
   }
 
   /** Offer the prediction to the payload log: flagged, abstained and low-confidence ones always, others sampled. */

@@ -116,7 +116,7 @@ export class ServiceMetrics {
     });
     this.predictions = new Counter({
       name: 'classifier_predictions_total',
-      help: 'Predictions by predicted class.',
+      help: 'Predictions by top-1 class (abstained ones included: classifier_abstentions_total counts those).',
       labelNames: ['model', 'arm', 'label'],
       registers,
     });
