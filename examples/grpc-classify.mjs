@@ -23,7 +23,7 @@ const definition = protoLoader.loadSync('classifier/v1/classifier.proto', {
   keepCase: true, // field names as in the .proto: top_k, label_index, ...
   longs: Number,
   defaults: true,
-  oneofs: true,
+  oneofs: false, // no virtual oneof names in the printed answer
 });
 const { classifier } = grpc.loadPackageDefinition(definition);
 const client = new classifier.v1.ProductClassifier(address, grpc.credentials.createInsecure());
@@ -37,6 +37,7 @@ client.Classify(request, { deadline: Date.now() + 10_000 }, (err, answer) => {
     process.exitCode = 1;
     return;
   }
+  // An abstained answer has no label and no label_index (see `abstained`).
   const { top, timings, ...rest } = answer; // proto-loader puts repeated fields first
   console.log(JSON.stringify({ ...rest, top, timings }));
 });
