@@ -55,9 +55,16 @@ export function parseScore(name: string): { op: 'max' | 'sum' | 'one'; parts: Oo
   return { op: m ? (m[1] as 'max' | 'sum') : 'one', parts };
 }
 
-/** Class-conditional means with a shared precision matrix, over standardized inputs. */
+/**
+ * Class-conditional means with a shared precision matrix P, over
+ * standardized inputs u. The squared distance to mean m_k expands to
+ * u'Pu - 2 u'(P m_k) + m_k'P m_k, so P m_k and m_k'P m_k are computed once
+ * here and each image costs one quadratic form plus a dot product per class.
+ */
 class Gaussian {
   private readonly u: Float64Array;
+  private readonly pm: Float64Array[];
+  private readonly mpm: Float64Array;
 
   constructor(private readonly p: GaussianParams) {
     const finite = (a: unknown): boolean => Array.isArray(a) && a.every((v) => (Array.isArray(v) ? finite(v) : Number.isFinite(v)));
@@ -73,6 +80,8 @@ class Gaussian {
       throw new Error('OOD Gaussian parameters have inconsistent dimensions');
     }
     this.u = new Float64Array(d);
+    this.pm = p.means.map((m) => Float64Array.from(p.precision, (row) => row.reduce((s, v, j) => s + v * m[j], 0)));
+    this.mpm = Float64Array.from(p.means, (m, k) => m.reduce((s, v, i) => s + v * this.pm[k][i], 0));
   }
 
   get dims(): number {
@@ -81,19 +90,23 @@ class Gaussian {
 
   /** sqrt of the squared distance to class `only`'s mean, or to the nearest mean. */
   distance(x: ArrayLike<number>, only?: number): number {
-    const { center, scale, means, precision } = this.p;
+    const { center, scale, precision } = this.p;
     const d = center.length;
+    const u = this.u;
+    for (let i = 0; i < d; i++) u[i] = (x[i] - center[i]) / scale[i];
+    let upu = 0;
+    for (let i = 0; i < d; i++) {
+      const row = precision[i];
+      let s = 0;
+      for (let j = 0; j < d; j++) s += row[j] * u[j];
+      upu += s * u[i];
+    }
     let best = Infinity;
-    for (let k = only ?? 0; k < (only === undefined ? means.length : only + 1); k++) {
-      const mean = means[k];
-      for (let i = 0; i < d; i++) this.u[i] = (x[i] - center[i]) / scale[i] - mean[i];
-      let q = 0;
-      for (let i = 0; i < d; i++) {
-        const row = precision[i];
-        let s = 0;
-        for (let j = 0; j < d; j++) s += row[j] * this.u[j];
-        q += s * this.u[i];
-      }
+    for (let k = only ?? 0; k < (only === undefined ? this.pm.length : only + 1); k++) {
+      const pm = this.pm[k];
+      let cross = 0;
+      for (let i = 0; i < d; i++) cross += u[i] * pm[i];
+      const q = upu - 2 * cross + this.mpm[k];
       if (q < best) best = q;
     }
     return Math.sqrt(Math.max(best, 0));
