@@ -740,6 +740,22 @@ def plot_curves(curves: dict, path: Path, chosen: str) -> None:
     plt.close(fig)
 
 
+def write_manifest_blocks(models: Path, out: Path) -> list[Path]:
+    """Put each fitted block (out/ood-manifest-<name>.json) under "ood" in the manifest of the version it was
+    fitted for (the highest of each name, as run() evaluates), keeping the manifest's one-space indent."""
+    written = []
+    for d in model_dirs(models):
+        path = d / "manifest.json"
+        manifest = json.loads(path.read_text())
+        block = out / f"ood-manifest-{manifest['name']}.json"
+        if not block.is_file():
+            continue
+        manifest["ood"] = json.loads(block.read_text())
+        path.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
+        written.append(path)
+    return written
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", type=Path, default=Path("../models"))
@@ -754,11 +770,16 @@ def main(argv=None) -> None:
     p.add_argument("--train-per-class", type=int, default=TRAIN_FIT_PER_CLASS)
     p.add_argument("--cache", type=Path, default=None, help="directory to keep logits and features in between runs")
     p.add_argument("--data-dir", default=None)
+    p.add_argument("--write-manifests", action="store_true",
+                   help="also put each fitted block under \"ood\" in its model's manifest.json (what a new version ships)")
     a = p.parse_args(argv)
     overrides = dict((k, Path(v)) for k, v in (s.split("=", 1) for s in a.run))
     r = run(a.models, a.out, a.runs, a.rate, a.dev_n, a.report_n, a.guard_z, a.train_per_class, a.cache, a.data_dir, overrides)
     print(json.dumps({"chosen": r["chosen"], "models": {m: {"threshold": v["threshold"], "testFlagged": v["inDistribution"]["flaggedAtThreshold"],
                       "minFarAuroc": summarize(v)["minFarAuroc"]} for m, v in r["report"]["models"].items()}}))
+    if a.write_manifests:
+        for path in write_manifest_blocks(a.models, a.out):
+            print(f"wrote the ood block into {path}")
 
 
 if __name__ == "__main__":

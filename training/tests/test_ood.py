@@ -300,3 +300,21 @@ def test_tiny_end_to_end(tmp_path, monkeypatch):
     pixels = np.frombuffer(base64.b64decode(row["pixels"]), dtype=np.uint8).reshape(1, 28, 28)
     logits = np.array([row["models"]["tiny"]["logits"]], dtype=np.float32)
     assert score_from_block(block, pixels, logits)[0] == pytest.approx(row["models"]["tiny"]["score"], rel=1e-5, abs=1e-6)
+
+
+def test_write_manifest_blocks_puts_each_block_in_the_highest_version(tmp_path):
+    from pctrain.ood import write_manifest_blocks
+    models, out = tmp_path / "models", tmp_path / "results"
+    for version in ("1", "2"):
+        d = models / "baseline" / version
+        d.mkdir(parents=True)
+        (d / "manifest.json").write_text(json.dumps({"name": "baseline", "version": version}, indent=1) + "\n")
+    (models / "other" / "1").mkdir(parents=True)
+    (models / "other" / "1" / "manifest.json").write_text(json.dumps({"name": "other", "version": "1"}) + "\n")
+    out.mkdir()
+    (out / "ood-manifest-baseline.json").write_text(json.dumps({"score": "sumz(msp,pixClass)", "threshold": 3.5}))
+    written = write_manifest_blocks(models, out)
+    assert written == [models / "baseline" / "2" / "manifest.json"]
+    assert json.loads(written[0].read_text())["ood"]["threshold"] == 3.5
+    assert "ood" not in json.loads((models / "baseline" / "1" / "manifest.json").read_text())
+    assert "ood" not in json.loads((models / "other" / "1" / "manifest.json").read_text())
