@@ -200,17 +200,17 @@ export class Monitor {
     feedback: { model: string; arm: string; labelled: number; correct: number }[];
   } {
     const minutes = WINDOWS[window];
+    // Only what happened in the window: an entry whose minutes have all passed is left out.
     return {
-      abstained: [...this.abstentions.values()].map(({ model, arm, reason, windows }) => ({
-        model,
-        arm,
-        reason,
-        count: windows.sum(minutes)[0],
-      })),
-      feedback: [...this.abstainedFeedback.values()].map(({ model, arm, windows }) => {
-        const [labelled, correct] = windows.sum(minutes);
-        return { model, arm, labelled, correct };
-      }),
+      abstained: [...this.abstentions.values()]
+        .map(({ model, arm, reason, windows }) => ({ model, arm, reason, count: windows.sum(minutes)[0] }))
+        .filter((a) => a.count > 0),
+      feedback: [...this.abstainedFeedback.values()]
+        .map(({ model, arm, windows }) => {
+          const [labelled, correct] = windows.sum(minutes);
+          return { model, arm, labelled, correct };
+        })
+        .filter((f) => f.labelled > 0),
     };
   }
 
