@@ -28,7 +28,7 @@ function report(s: ReplaySummary): string {
   if (s.driftStartedAt !== null) lines.push(`drift from request ${s.driftStartedAt}: ${s.drifted} drifted requests`);
   for (const a of s.arms) {
     lines.push(
-      `  ${a.phase.padEnd(8)} arm ${a.arm.padEnd(12)} model ${a.model.padEnd(12)} ${String(a.answered).padStart(6)} answers  top-1 ${((100 * a.correct) / a.answered).toFixed(2)}%  mean confidence ${(100 * a.meanConfidence).toFixed(2)}%`,
+      `  ${a.phase.padEnd(8)} arm ${a.arm.padEnd(12)} model ${a.model.padEnd(12)} ${String(a.answered).padStart(6)} answers  top-1 ${(a.answered > a.abstained ? (100 * a.correct) / (a.answered - a.abstained) : 0).toFixed(2)}%${a.abstained ? ` of ${a.answered - a.abstained} labelled (${a.abstained} abstained)` : ''}  mean confidence ${(100 * a.meanConfidence).toFixed(2)}%`,
     );
   }
   const f = s.feedback;

@@ -110,3 +110,32 @@ describe('traffic replay', () => {
     }
   });
 });
+
+describe('traffic replay against a service that abstains', () => {
+  let service: Awaited<ReturnType<typeof startService>>;
+  before(async () => {
+    // Every answer falls under this minimum confidence: the service abstains on all of them.
+    service = await startService({ ABSTAIN: 'ood+confidence', ABSTAIN_MIN_CONFIDENCE: '1' });
+  });
+  after(async () => {
+    await service.stop();
+  });
+
+  for (const transport of ['http', 'grpc'] as const) {
+    it(`counts abstentions apart from right and wrong answers (${transport})`, async () => {
+      const client = transport === 'http' ? httpClient(`http://127.0.0.1:${service.port}`) : grpcClient(`127.0.0.1:${service.grpcPort}`);
+      try {
+        const labels = await client.labels();
+        const target = transport === 'http' ? ['--url', `http://127.0.0.1:${service.port}`] : ['--grpc', `127.0.0.1:${service.grpcPort}`];
+        const opts = parseOptions([...target, '--rate', '0', '--count', '20', '--concurrency', '4', '--feedback', '0']);
+        const s = await replay(opts, { client, source: folderSource(FIXTURES, labels), sourceName: FIXTURES, labels });
+        assert.equal(s.answered, 20, JSON.stringify(s.errors));
+        const [tally] = s.arms;
+        assert.equal(tally.abstained, 20);
+        assert.equal(tally.correct, 0, 'an abstention is neither right nor wrong');
+      } finally {
+        client.close();
+      }
+    });
+  }
+});

@@ -10,8 +10,11 @@ export interface Answer {
   predictionId: string;
   model: string;
   arm: string;
-  labelIndex: number;
+  /** Absent when the service abstained. */
+  labelIndex?: number;
   confidence: number;
+  /** Why the service answered without a label, when it did. */
+  abstained?: string;
 }
 
 export interface FeedbackAnswer {
@@ -74,6 +77,7 @@ export function httpClient(base: string): ServiceClient {
         arm: body.arm,
         labelIndex: body.labelIndex,
         confidence: body.confidence,
+        ...(body.abstained ? { abstained: body.abstained } : {}),
       };
     },
     async feedback(predictionId, labelIndex) {
@@ -108,11 +112,25 @@ export function grpcClient(target: string): ServiceClient {
       return sameLabels(res.models);
     },
     async classify(image, _contentType, routingKey) {
-      const r = await unary<{ prediction_id: string; model: string; arm: string; label_index: number; confidence: number }>('Classify', {
+      const r = await unary<{
+        prediction_id: string;
+        model: string;
+        arm: string;
+        label_index?: number;
+        confidence: number;
+        abstained: string;
+      }>('Classify', {
         image: { encoded: image },
         routing_key: routingKey,
       });
-      return { predictionId: r.prediction_id, model: r.model, arm: r.arm, labelIndex: r.label_index, confidence: r.confidence };
+      return {
+        predictionId: r.prediction_id,
+        model: r.model,
+        arm: r.arm,
+        labelIndex: r.abstained ? undefined : r.label_index,
+        confidence: r.confidence,
+        ...(r.abstained ? { abstained: r.abstained } : {}),
+      };
     },
     async feedback(predictionId, labelIndex) {
       const r = await unary<{ accepted: boolean; correct: boolean }>('SendFeedback', {

@@ -20,7 +20,9 @@ export interface ArmTally {
   arm: string;
   phase: Phase;
   answered: number;
-  /** Answers whose top-1 matched the true label (known to the replay, whether or not feedback was sent). */
+  /** Of those, answered without a label (the service abstained): not counted as right or wrong. */
+  abstained: number;
+  /** Labelled answers whose top-1 matched the true label (known to the replay, whether or not feedback was sent). */
   correct: number;
   meanConfidence: number;
 }
@@ -117,7 +119,7 @@ export async function replay(opts: ReplayOptions, deps: ReplayDeps): Promise<Rep
     let n = 0;
     for (const a of arms.values()) {
       right += a.correct;
-      n += a.answered;
+      n += a.answered - a.abstained;
     }
     deps.onProgress?.({
       elapsedSeconds: s,
@@ -164,10 +166,15 @@ export async function replay(opts: ReplayOptions, deps: ReplayDeps): Promise<Rep
       const phase: Phase = drifting ? 'drifted' : 'clean';
       const id = `${a.model}\n${a.arm}\n${phase}`;
       let t = arms.get(id);
-      if (!t) arms.set(id, (t = { model: a.model, arm: a.arm, phase, answered: 0, correct: 0, meanConfidence: 0, confidenceSum: 0 }));
+      if (!t)
+        arms.set(
+          id,
+          (t = { model: a.model, arm: a.arm, phase, answered: 0, abstained: 0, correct: 0, meanConfidence: 0, confidenceSum: 0 }),
+        );
       t.answered++;
       t.confidenceSum += a.confidence;
-      if (a.labelIndex === sample.label) t.correct++;
+      if (a.abstained) t.abstained++;
+      else if (a.labelIndex === sample.label) t.correct++;
       if (withFeedback) {
         fb.sent++;
         if (opts.feedbackDelaySeconds === 0) sendFeedback(a.predictionId, sample.label);
