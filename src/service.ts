@@ -229,6 +229,13 @@ export async function createService(config: Config, log: AppLogger, opts: Servic
           'DEFAULT_MODEL is not loaded; requests must name a model',
         );
       }
+      const unscored = repository.names().filter((n) => !repository.latest(n)!.ood);
+      if (config.abstain.policy !== 'off' && unscored.length > 0) {
+        log.warn(
+          { abstain: config.abstain.policy, withoutOodScore: unscored },
+          'ABSTAIN is on but these models ship no out-of-distribution score: they abstain on low confidence only',
+        );
+      }
       await new Promise<void>((resolve, reject) => {
         httpServer.once('error', reject);
         httpServer.listen(config.httpPort, config.host, () => resolve());

@@ -96,11 +96,12 @@ export class Classifier {
       const policy = policyFor(opts.abstain, this.deps.abstain);
       ok.forEach((item, j) => {
         const logits = raw.subarray(j * k, (j + 1) * k);
-        const pixels = item.pixels ?? model.pixelsOf(item.normalized!, 0);
-        const ood = model.ood?.verdict(pixels, logits);
+        // An OIP FP32 input is turned back into pixels only when something reads them.
+        const pixels = item.pixels ?? (model.ood || this.deps.payload ? model.pixelsOf(item.normalized!, 0) : undefined);
+        const ood = pixels && model.ood?.verdict(pixels, logits);
         const c = this.describe(model, selection, probs.subarray(j * k, (j + 1) * k), opts.topK, timings, ood, policy);
         this.record(c, selection);
-        this.offer(c, pixels, opts.transport);
+        if (pixels) this.offer(model, c, pixels, opts.transport);
         out[item.i] = c;
       });
       return out;
@@ -136,7 +137,8 @@ export class Classifier {
       abstained: c.abstained,
     });
     if (c.ood) {
-      metrics.oodScore.observe({ model: c.model, arm: c.arm }, c.ood.score);
+      // A score that could not be computed stands at Number.MAX_VALUE (flagged): kept out of the histogram's sum.
+      if (c.ood.score < Number.MAX_VALUE) metrics.oodScore.observe({ model: c.model, arm: c.arm }, c.ood.score);
       if (c.ood.flagged) metrics.oodFlagged.inc({ model: c.model, arm: c.arm });
     }
     // Confidence and class mix describe every input, as drift compares them with the reference;
@@ -147,7 +149,7 @@ export class Classifier {
   }
 
   /** Offer the prediction to the payload log: flagged, abstained and low-confidence ones always, others sampled. */
-  private offer(c: Classification, pixels: ArrayLike<number>, transport: Transport | undefined): void {
+  private offer(model: LoadedModel, c: Classification, pixels: ArrayLike<number>, transport: Transport | undefined): void {
     const payload = this.deps.payload;
     if (!payload) return;
     const reason = payload.sample({
@@ -163,7 +165,7 @@ export class Classifier {
       version: c.version,
       arm: c.arm,
       transport: transport ?? 'http',
-      input: { width: 28, height: 28, pixels: Uint8Array.from(pixels) },
+      input: { width: model.manifest.input.shape[3], height: model.manifest.input.shape[2], pixels: Uint8Array.from(pixels) },
       answer: c as unknown as PayloadAnswer,
       reason,
     });

@@ -8,7 +8,7 @@ import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { MODEL_NAME, MODEL_NAME_RULE, VERSION, VERSION_RULE } from '../core/rules';
-import { type OodBlock, OodScorer } from './ood';
+import { type OodBlock, type OodModelShape, OodScorer } from './ood';
 
 export type ModelFormat = 'onnx' | 'tfjs';
 
@@ -209,12 +209,15 @@ export function validateManifest(json: Json): Manifest {
     },
     architecture: j.architecture as Manifest['architecture'],
     training: j.training as Manifest['training'],
-    ood: j.ood === undefined ? undefined : oodBlock(j.ood, outputKind),
+    ood:
+      j.ood === undefined
+        ? undefined
+        : oodBlock(j.ood, outputKind, { classes: labels.length, pixels: inputShape.slice(1).reduce((a, b) => a * b, 1) }),
   };
 }
 
 /** The `ood` block: its score, threshold and false-flag rate, and parameters the scorer can use. */
-function oodBlock(raw: unknown, outputKind: string): OodBlock {
+function oodBlock(raw: unknown, outputKind: string, model: OodModelShape): OodBlock {
   if (outputKind !== 'logits') throw new ManifestError('ood needs output.kind "logits": its score reads the raw logits');
   str(at(raw, 'score', 'ood'), 'ood.score');
   num(at(raw, 'threshold', 'ood'), 'ood.threshold');
@@ -222,7 +225,7 @@ function oodBlock(raw: unknown, outputKind: string): OodBlock {
   num(at(at(raw, 'params', 'ood'), 'temperature', 'ood.params'), 'ood.params.temperature', Number.MIN_VALUE);
   const block = raw as OodBlock;
   try {
-    new OodScorer(block);
+    new OodScorer(block, model);
   } catch (err) {
     throw new ManifestError(`ood: ${(err as Error).message}`);
   }

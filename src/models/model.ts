@@ -29,7 +29,7 @@ export class LoadedModel {
     // x = (p/255 - mean)/std  ==  p * scale + shift
     this.scale = 1 / (255 * std);
     this.shift = -mean / std;
-    this.ood = manifest.ood ? new OodScorer(manifest.ood) : undefined;
+    this.ood = manifest.ood ? new OodScorer(manifest.ood, { classes: this.numClasses, pixels: this.pixelsPerImage }) : undefined;
   }
 
   get name(): string {

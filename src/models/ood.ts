@@ -30,6 +30,12 @@ export interface GaussianParams {
   precision: number[][];
 }
 
+/** What a score's parameters must fit: the model's class count and pixels per image. */
+export interface OodModelShape {
+  classes: number;
+  pixels: number;
+}
+
 export interface OodBlock {
   score: string;
   threshold: number;
@@ -88,6 +94,10 @@ class Gaussian {
     return this.p.center.length;
   }
 
+  get classes(): number {
+    return this.p.means.length;
+  }
+
   /** sqrt of the squared distance to class `only`'s mean, or to the nearest mean. */
   distance(x: ArrayLike<number>, only?: number): number {
     const { center, scale, precision } = this.p;
@@ -123,7 +133,10 @@ export class OodScorer {
   private readonly needsPixels: boolean;
   private readonly features = new Float64Array(PIXEL_STATISTICS);
 
-  constructor(private readonly block: OodBlock) {
+  constructor(
+    private readonly block: OodBlock,
+    model: OodModelShape,
+  ) {
     const { op, parts } = parseScore(block.score);
     this.op = op;
     this.parts = parts;
@@ -133,17 +146,26 @@ export class OodScorer {
     if (parts.includes('logitMaha')) {
       if (!block.params.logitGaussian) throw new Error('ood.params.logitGaussian is needed by logitMaha');
       this.logitGauss = new Gaussian(block.params.logitGaussian);
+      if (this.logitGauss.dims !== model.classes || this.logitGauss.classes !== model.classes) {
+        throw new Error(`ood.params.logitGaussian must have ${model.classes} dimensions and ${model.classes} class means`);
+      }
     }
     this.needsPixels = parts.some((p) => PIXEL_COMPONENTS.includes(p));
     if (this.needsPixels) {
       if (!block.params.pixelGaussian) throw new Error(`ood.params.pixelGaussian is needed by ${block.score}`);
       this.pixelGauss = new Gaussian(block.params.pixelGaussian);
       if (this.pixelGauss.dims !== PIXEL_STATISTICS) throw new Error(`ood.params.pixelGaussian must have ${PIXEL_STATISTICS} dimensions`);
+      if (model.pixels !== SIDE * SIDE)
+        throw new Error(`the pixel statistics are defined on ${SIDE}x${SIDE} inputs; this model takes ${model.pixels} pixels`);
+      const needed = parts.some((p) => p === 'pixClass' || p === 'pixPred') ? model.classes : 1;
+      if (this.pixelGauss.classes < needed) throw new Error(`ood.params.pixelGaussian must have ${needed} class mean(s)`);
     }
     if (op !== 'one') {
       for (const p of parts) {
         const s = block.params.standardize?.[p];
-        if (!s || !(s.std > 0)) throw new Error(`ood.params.standardize.${p} must give a mean and a positive std`);
+        if (!s || !Number.isFinite(s.mean) || !(s.std > 0) || !Number.isFinite(s.std)) {
+          throw new Error(`ood.params.standardize.${p} must give a finite mean and a positive std`);
+        }
       }
     }
   }

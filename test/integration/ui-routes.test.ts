@@ -114,7 +114,7 @@ describe('TRY_IT_PAGE=off', () => {
 
   it('removes the try-it page and its files; the API description stays', async () => {
     const api = request(`http://127.0.0.1:${service.port}`);
-    for (const p of ['/', '/ui/app.js', '/ui/vendor/tf.min.js', '/ui/models/baseline/1/model.json']) {
+    for (const p of ['/', '/ui/app.js', '/ui/vendor/tf.min.js', '/ui/models/baseline/1/model.json', '/docs/app.js', '/docs/index.html']) {
       const res = await api.get(p).expect(404);
       assert.equal(res.body.error.code, 'NOT_FOUND', p);
     }

@@ -29,7 +29,7 @@ describe('OOD score: parity with the training code', () => {
     it(`${model}: the pixel statistics, score and flag of every vector match PyTorch's`, () => {
       const block = read(path.join(RESULTS, `ood-manifest-${model}.json`)) as OodBlock;
       assert.equal(block.score, vectors.score);
-      const scorer = new OodScorer(block);
+      const scorer = new OodScorer(block, { classes: 10, pixels: 784 });
       let checked = 0;
       let flagged = 0;
       for (const [set, items] of Object.entries(vectors.sets)) {
@@ -63,7 +63,10 @@ describe('OOD score: the rules', () => {
   });
 
   it('flags a score it cannot compute (NaN) rather than letting it through', () => {
-    const scorer = new OodScorer({ score: 'energy', threshold: 0, falseFlagRate: 0.05, params: { temperature: 1 } });
+    const scorer = new OodScorer(
+      { score: 'energy', threshold: 0, falseFlagRate: 0.05, params: { temperature: 1 } },
+      { classes: 10, pixels: 784 },
+    );
     const v = scorer.verdict(new Uint8Array(784), [NaN, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
     assert.equal(v.flagged, true);
     assert.ok(Number.isFinite(v.score), 'a JSON-safe number');
@@ -90,6 +93,15 @@ describe('OOD score: the rules', () => {
       () => validateManifest({ ...manifest, output: { ...manifest.output, kind: 'probabilities' }, ood: block }),
       /ood needs output\.kind "logits"/,
     );
+    // Parameters that would fail or flag every request at serving time are refused at load.
+    const fewMeans = structuredClone(block);
+    fewMeans.params.pixelGaussian.means = fewMeans.params.pixelGaussian.means.slice(0, 3);
+    assert.throws(() => validateManifest({ ...manifest, ood: fewMeans }), /pixelGaussian must have 10 class mean/);
+    const noMean = structuredClone(block);
+    delete noMean.params.standardize.msp.mean;
+    assert.throws(() => validateManifest({ ...manifest, ood: noMean }), /standardize\.msp must give a finite mean/);
+    const bigger = { ...manifest, input: { ...manifest.input, shape: [-1, 1, 32, 32] }, ood: block };
+    assert.throws(() => validateManifest(bigger), /defined on 28x28 inputs; this model takes 1024 pixels/);
   });
 });
 

@@ -30,9 +30,11 @@ export function cors(origins: readonly string[], refuse: (res: Response, err: Se
   const any = origins.includes('*');
   const allowed = new Set(origins);
   return (req: Request, res: Response, next: NextFunction) => {
+    // With a list of origins the answer depends on Origin, also when there is none:
+    // a shared cache must not hand a copy without the CORS header to a listed origin.
+    if (!any) res.vary('Origin');
     const origin = req.get('origin');
     if (origin === undefined) return next();
-    res.vary('Origin');
     const ok = any || allowed.has(origin);
     if (ok) {
       res.setHeader('Access-Control-Allow-Origin', any ? '*' : origin);

@@ -70,7 +70,9 @@ export function installUi(routes: MethodTable, dataplane: DataPlane, opts: UiOpt
       }
       res.setHeader('Content-Security-Policy', PAGE_CSP);
       res.setHeader('Cache-Control', picked.maxAge > 0 ? `public, max-age=${picked.maxAge / 1000}` : 'no-cache');
-      res.sendFile(picked.file, { cacheControl: false, dotfiles: 'deny', acceptRanges: false }, (err?: Error) => {
+      // Names from URLs are checked before (FILE_NAME, the manifest's list); dotted directories of the
+      // install itself (pnpm's node_modules/.pnpm, a checkout under ~/.local) must not turn into 404s.
+      res.sendFile(picked.file, { cacheControl: false, dotfiles: 'allow', acceptRanges: false }, (err?: Error) => {
         if (err && !res.headersSent) next(new ServiceError('NOT_FOUND', `no file ${req.path}`));
       });
     };
@@ -93,12 +95,16 @@ export function installUi(routes: MethodTable, dataplane: DataPlane, opts: UiOpt
     send(() => own(path.join(opts.files.web, 'docs.html'))),
   );
   const swagger = new Set(['swagger-ui.css', 'swagger-ui-bundle.js']);
+  // The docs page's own files only: the try-it page's bundle is not reachable through /docs.
+  const docsFiles = new Set(['docs.css', 'docs.js', 'docs.js.map']);
   routes.get(
     '/docs/:file',
     track,
     send((req) => {
       const name = req.params.file as string;
-      return swagger.has(name) ? vendor(path.join(opts.files.swaggerUi, name)) : own(inDir(opts.files.web, name));
+      if (swagger.has(name)) return vendor(path.join(opts.files.swaggerUi, name));
+      if (docsFiles.has(name)) return own(inDir(opts.files.web, name));
+      throw new ServiceError('NOT_FOUND', `no file /docs/${name.slice(0, 64)}`);
     }),
   );
 

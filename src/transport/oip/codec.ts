@@ -19,6 +19,9 @@ import type { Classification, ImageInput } from '../../core/types';
 
 export const PIXELS_INPUT = 'pixels';
 export const IMAGE_INPUT = 'image';
+/** The largest finite float32. */
+const FLOAT32_MAX = 3.4028234663852886e38;
+
 export const OUTPUTS = ['probabilities', 'label_index', 'label', 'prediction_id', 'ood_score', 'abstained'] as const;
 export type OutputName = (typeof OUTPUTS)[number];
 
@@ -161,7 +164,13 @@ export function outputsFrom(results: Classification[], classes: number, wanted: 
     label_index: () => ({ name: 'label_index', datatype: 'INT64', shape: [n], data: results.map((r) => r.labelIndex ?? -1) }),
     label: () => ({ name: 'label', datatype: 'BYTES', shape: [n], data: results.map((r) => r.label ?? '') }),
     prediction_id: () => ({ name: 'prediction_id', datatype: 'BYTES', shape: [n], data: results.map((r) => r.predictionId) }),
-    ood_score: () => ({ name: 'ood_score', datatype: 'FP32', shape: [n], data: Float32Array.from(results, (r) => r.ood?.score ?? NaN) }),
+    // FP32: a score beyond float32's range (the stand-in for one that could not be computed) is clamped, not Infinity.
+    ood_score: () => ({
+      name: 'ood_score',
+      datatype: 'FP32',
+      shape: [n],
+      data: Float32Array.from(results, (r) => Math.min(r.ood?.score ?? NaN, FLOAT32_MAX)),
+    }),
     abstained: () => ({ name: 'abstained', datatype: 'BYTES', shape: [n], data: results.map((r) => r.abstained ?? '') }),
   };
   return wanted.map((name) => build[name]());
