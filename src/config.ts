@@ -4,6 +4,8 @@
  */
 import path from 'node:path';
 import { ABSTAIN_POLICIES, type AbstainSettings } from './core/abstain';
+import { MODEL_NAME } from './core/rules';
+import { type Precision, PRECISIONS } from './models/manifest';
 
 export interface Config {
   readonly host: string;
@@ -14,6 +16,8 @@ export interface Config {
   /** Inference engine: onnx (default) or tfjs. */
   readonly runtime: 'onnx' | 'tfjs';
   readonly ortThreads: number;
+  /** The ONNX precision each model is served in (MODEL_PRECISION). */
+  readonly modelPrecision: ModelPrecision;
   /** Model that serves requests naming none (until A/B routing is configured). */
   readonly defaultModel: string;
   readonly maxImageBytes: number;
@@ -144,6 +148,47 @@ function origins(env: Env): readonly string[] {
   return Object.freeze(list);
 }
 
+/** MODEL_PRECISION: the precision for every model, then per-model exceptions. */
+export interface ModelPrecision {
+  readonly default: Precision;
+  readonly byModel: Readonly<Record<string, Precision>>;
+}
+
+/** The precision a model is served in under a MODEL_PRECISION setting. */
+export function precisionFor(setting: ModelPrecision, model: string): Precision {
+  return Object.hasOwn(setting.byModel, model) ? setting.byModel[model] : setting.default;
+}
+
+/**
+ * MODEL_PRECISION: `float32` (default) or `int8` for every model, or a
+ * comma-separated list of `name=precision` with an optional bare default,
+ * e.g. `int8,dendritic=float32`.
+ */
+function modelPrecision(env: Env): ModelPrecision {
+  const raw = env.MODEL_PRECISION?.trim();
+  let def: Precision = 'float32';
+  const byModel: Record<string, Precision> = {};
+  if (raw) {
+    let sawDefault = false;
+    for (const item of raw.split(',').map((x) => x.trim())) {
+      const [name, value] = item.includes('=') ? item.split('=', 2).map((x) => x.trim()) : [undefined, item];
+      if (!(PRECISIONS as readonly string[]).includes(value)) {
+        throw new ConfigError(`MODEL_PRECISION entry "${item}" must be ${PRECISIONS.join(' or ')}, or name=${PRECISIONS.join('|')}`);
+      }
+      if (name === undefined) {
+        if (sawDefault) throw new ConfigError(`MODEL_PRECISION=${raw} gives the default precision twice`);
+        sawDefault = true;
+        def = value as Precision;
+      } else {
+        if (!MODEL_NAME.test(name)) throw new ConfigError(`MODEL_PRECISION entry "${item}": "${name}" is not a model name`);
+        if (Object.hasOwn(byModel, name)) throw new ConfigError(`MODEL_PRECISION names ${name} twice`);
+        byModel[name] = value as Precision;
+      }
+    }
+  }
+  return Object.freeze({ default: def, byModel: Object.freeze(byModel) });
+}
+
 /** PAYLOAD_LOG_URL: an http(s) URL that receives CloudEvents. */
 function payloadUrl(env: Env): string | undefined {
   const raw = env.PAYLOAD_LOG_URL;
@@ -174,6 +219,7 @@ export function loadConfig(env: Env = process.env, warn: (message: string) => vo
     modelDir,
     runtime: oneOf(env, 'RUNTIME', 'onnx', ['onnx', 'tfjs'] as const),
     ortThreads: int(env, 'ORT_THREADS', 1, 1, 64),
+    modelPrecision: modelPrecision(env),
     defaultModel: env.DEFAULT_MODEL || 'baseline',
     maxImageBytes: int(env, 'MAX_IMAGE_BYTES', 10 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
     maxImagePixels: int(env, 'MAX_IMAGE_PIXELS', 40_000_000, 784, 1_000_000_000),

@@ -10,7 +10,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import type { Config } from './config';
+import { type Config, precisionFor } from './config';
 import type { DrainStats } from './core/admission';
 import { Admission } from './core/admission';
 import { Classifier } from './core/classifier';
@@ -56,7 +56,7 @@ export interface Service {
 
 async function runtimeFactory(config: Config): Promise<RuntimeFactory> {
   if (config.runtime === 'tfjs') return new TfjsRuntimeFactory(await TfjsEnvironment.create());
-  return new OnnxRuntimeFactory({ intraOpThreads: config.ortThreads });
+  return new OnnxRuntimeFactory({ intraOpThreads: config.ortThreads, precision: (model) => precisionFor(config.modelPrecision, model) });
 }
 
 export const SERVER_NAME = 'product-classifier';

@@ -12,10 +12,21 @@ import { type OodBlock, type OodModelShape, OodScorer } from './ood';
 
 export type ModelFormat = 'onnx' | 'tfjs';
 
+/** The numeric precision an ONNX model is served in: the float model, or its statically quantized copy (formats.onnx.int8). */
+export type Precision = 'float32' | 'int8';
+export const PRECISIONS: readonly Precision[] = ['float32', 'int8'];
+
+/** A statically quantized (QDQ) copy of the ONNX model, beside it in the same version directory. */
+export interface Int8Entry {
+  path: string;
+}
+
 export interface FormatEntry {
   path: string;
   inputLayout: 'NCHW' | 'NHWC';
   inputShape: number[];
+  /** ONNX only: the int8 copy, when the version ships one. */
+  int8?: Int8Entry;
 }
 
 export interface ConfidenceReference {

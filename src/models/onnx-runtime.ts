@@ -1,11 +1,25 @@
 /** ONNX Runtime (onnxruntime-node, CPU binaries shipped in the npm package). */
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import type { Manifest } from './manifest';
+import type { Manifest, Precision } from './manifest';
 import type { InferenceRuntime, RuntimeFactory } from './runtime';
 
 export interface OnnxOptions {
   intraOpThreads: number;
+  /** The precision a model is served in (MODEL_PRECISION); float32 when not given. */
+  precision?: (model: string) => Precision;
+}
+
+/** The ONNX file of a manifest for a precision; an int8 request for a version without an int8 copy is refused. */
+export function onnxPath(manifest: Manifest, precision: Precision): string {
+  const entry = manifest.formats.onnx;
+  if (!entry) throw new Error(`model ${manifest.name}/${manifest.version} has no ONNX format`);
+  if (precision === 'float32') return entry.path;
+  if (!entry.int8)
+    throw new Error(
+      `model ${manifest.name}/${manifest.version} has no int8 ONNX model (formats.onnx.int8), but MODEL_PRECISION asks for int8`,
+    );
+  return entry.int8.path;
 }
 
 class OnnxRuntime implements InferenceRuntime {
@@ -39,9 +53,8 @@ export class OnnxRuntimeFactory implements RuntimeFactory {
   }
 
   async load(dir: string, manifest: Manifest): Promise<InferenceRuntime> {
-    const entry = manifest.formats.onnx;
-    if (!entry) throw new Error(`model ${manifest.name}/${manifest.version} has no ONNX format`);
-    const session = await ort.InferenceSession.create(path.join(dir, entry.path), {
+    const file = onnxPath(manifest, this.opts.precision?.(manifest.name) ?? 'float32');
+    const session = await ort.InferenceSession.create(path.join(dir, file), {
       intraOpNumThreads: this.opts.intraOpThreads,
       interOpNumThreads: 1,
       executionMode: 'sequential',
@@ -50,7 +63,7 @@ export class OnnxRuntimeFactory implements RuntimeFactory {
     if (!session.inputNames.includes(manifest.input.name) || !session.outputNames.includes(manifest.output.name)) {
       await session.release();
       throw new Error(
-        `model.onnx has inputs [${session.inputNames}] and outputs [${session.outputNames}], ` +
+        `${file} has inputs [${session.inputNames}] and outputs [${session.outputNames}], ` +
           `manifest names ${manifest.input.name} -> ${manifest.output.name}`,
       );
     }

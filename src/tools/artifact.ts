@@ -1,13 +1,15 @@
 /** Shared by the offline tools: load one artifact directory and run many images through it. */
-import type { ModelFormat } from '../models/manifest';
+import type { ModelFormat, Precision } from '../models/manifest';
 import { loadManifest } from '../models/manifest';
 import { LoadedModel } from '../models/model';
 import { OnnxRuntimeFactory } from '../models/onnx-runtime';
 import type { RuntimeFactory } from '../models/runtime';
 import { TfjsEnvironment, TfjsRuntimeFactory } from '../models/tfjs-runtime';
 
-export async function runtimeFactory(format: ModelFormat, threads = 2): Promise<RuntimeFactory> {
-  return format === 'onnx' ? new OnnxRuntimeFactory({ intraOpThreads: threads }) : new TfjsRuntimeFactory(await TfjsEnvironment.create());
+export async function runtimeFactory(format: ModelFormat, threads = 2, precision: Precision = 'float32'): Promise<RuntimeFactory> {
+  return format === 'onnx'
+    ? new OnnxRuntimeFactory({ intraOpThreads: threads, precision: () => precision })
+    : new TfjsRuntimeFactory(await TfjsEnvironment.create());
 }
 
 export async function loadArtifact(dir: string, factory: RuntimeFactory): Promise<LoadedModel> {
