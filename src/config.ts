@@ -5,7 +5,7 @@
 import path from 'node:path';
 import { ABSTAIN_POLICIES, type AbstainSettings } from './core/abstain';
 import { MODEL_NAME } from './core/rules';
-import { type Precision, PRECISIONS } from './models/manifest';
+import { INFERENCE_THREADS, type InferenceThread, type Precision, PRECISIONS } from './core/runtime-settings';
 
 export interface Config {
   readonly host: string;
@@ -16,6 +16,8 @@ export interface Config {
   /** Inference engine: onnx (default) or tfjs. */
   readonly runtime: 'onnx' | 'tfjs';
   readonly ortThreads: number;
+  /** Where ONNX sessions compute (INFERENCE_THREAD): a thread per model (worker, default) or the event loop's thread (caller). */
+  readonly inferenceThread: InferenceThread;
   /** The ONNX precision each model is served in (MODEL_PRECISION). */
   readonly modelPrecision: ModelPrecision;
   /** Model that serves requests naming none (until A/B routing is configured). */
@@ -219,6 +221,7 @@ export function loadConfig(env: Env = process.env, warn: (message: string) => vo
     modelDir,
     runtime: oneOf(env, 'RUNTIME', 'onnx', ['onnx', 'tfjs'] as const),
     ortThreads: int(env, 'ORT_THREADS', 1, 1, 64),
+    inferenceThread: oneOf(env, 'INFERENCE_THREAD', 'worker', INFERENCE_THREADS),
     modelPrecision: modelPrecision(env),
     defaultModel: env.DEFAULT_MODEL || 'baseline',
     maxImageBytes: int(env, 'MAX_IMAGE_BYTES', 10 * 1024 * 1024, 1024, 1024 * 1024 * 1024),

@@ -56,7 +56,11 @@ export interface Service {
 
 async function runtimeFactory(config: Config): Promise<RuntimeFactory> {
   if (config.runtime === 'tfjs') return new TfjsRuntimeFactory(await TfjsEnvironment.create());
-  return new OnnxRuntimeFactory({ intraOpThreads: config.ortThreads, precision: (model) => precisionFor(config.modelPrecision, model) });
+  return new OnnxRuntimeFactory({
+    intraOpThreads: config.ortThreads,
+    precision: (model) => precisionFor(config.modelPrecision, model),
+    thread: config.inferenceThread,
+  });
 }
 
 export const SERVER_NAME = 'product-classifier';

@@ -8,10 +8,8 @@
  * hint, never left to wait without limit.
  *
  * Dispatch happens in setImmediate, after the event loop's I/O phase:
- * onnxruntime-node computes on the JS thread, so requests that arrive during
- * a call are only parsed once it returns; deferring to the check phase lets
- * every request already read in that turn join the next call instead of
- * each finding the model idle in turn.
+ * deferring to the check phase lets every request already read in that turn
+ * join the next call instead of each finding the model idle in turn.
  */
 import { ServiceError } from '../core/errors';
 

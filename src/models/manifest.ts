@@ -12,9 +12,7 @@ import { type OodBlock, type OodModelShape, OodScorer } from './ood';
 
 export type ModelFormat = 'onnx' | 'tfjs';
 
-/** The numeric precision an ONNX model is served in: the float model, or its statically quantized copy (formats.onnx.int8). */
-export type Precision = 'float32' | 'int8';
-export const PRECISIONS: readonly Precision[] = ['float32', 'int8'];
+export type { Precision } from '../core/runtime-settings';
 
 /** A statically quantized (QDQ) copy of the ONNX model, beside it in the same version directory. */
 export interface Int8Entry {

@@ -1,7 +1,7 @@
 /**
  * The import direction docs/architecture.md draws, checked on the source:
  * transports -> pipeline -> core -> models, routing, monitoring, feedback,
- * preprocess -> the shared foundation (errors, rules, the abstain rule, types, logger,
+ * preprocess -> the shared foundation (errors, rules, the abstain rule, runtime settings, types, logger,
  * config). A module may import its own layer or the ones below it, never
  * one above.
  */
@@ -18,7 +18,7 @@ export const LAYERS: Array<{ name: string; rank: number; match: (m: string) => b
   {
     name: 'foundation',
     rank: 0,
-    match: (m) => ['core/errors', 'core/rules', 'core/abstain', 'core/types', 'core/logger', 'config'].includes(m),
+    match: (m) => ['core/errors', 'core/rules', 'core/abstain', 'core/runtime-settings', 'core/types', 'core/logger', 'config'].includes(m),
   },
   { name: 'services', rank: 1, match: (m) => /^(models|routing|monitoring|feedback|preprocess)\//.test(m) },
   { name: 'core', rank: 2, match: (m) => m.startsWith('core/') },

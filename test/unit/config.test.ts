@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ConfigError, loadConfig, RENAMED } from '../../src/config';
+import { ConfigError, loadConfig, precisionFor, RENAMED } from '../../src/config';
 
 describe('config', () => {
   it('has the contract defaults and is frozen', () => {
@@ -79,5 +79,38 @@ describe('config', () => {
     const both: string[] = [];
     assert.equal(loadConfig({ CLASSIFY_MAX_IMAGES: '5', MAX_BATCH_IMAGES: '7' }, (m) => both.push(m)).classifyMaxImages, 5);
     assert.equal(both.length, 1);
+  });
+
+  it('serves ONNX on an inference thread in float32 unless INFERENCE_THREAD and MODEL_PRECISION say otherwise', () => {
+    const d = loadConfig({});
+    assert.equal(d.inferenceThread, 'worker');
+    assert.equal(precisionFor(d.modelPrecision, 'baseline'), 'float32');
+    assert.equal(loadConfig({ INFERENCE_THREAD: 'caller' }).inferenceThread, 'caller');
+    assert.throws(() => loadConfig({ INFERENCE_THREAD: 'gpu' }), /INFERENCE_THREAD=gpu must be one of worker, caller/);
+
+    const all = loadConfig({ MODEL_PRECISION: 'int8' }).modelPrecision;
+    assert.equal(precisionFor(all, 'baseline'), 'int8');
+    assert.equal(precisionFor(all, 'dendritic'), 'int8');
+    const mixed = loadConfig({ MODEL_PRECISION: ' int8 , dendritic=float32 ' }).modelPrecision;
+    assert.equal(precisionFor(mixed, 'baseline'), 'int8');
+    assert.equal(precisionFor(mixed, 'dendritic'), 'float32');
+    const one = loadConfig({ MODEL_PRECISION: 'baseline=int8' }).modelPrecision;
+    assert.equal(precisionFor(one, 'baseline'), 'int8');
+    assert.equal(precisionFor(one, 'dendritic'), 'float32');
+    assert.equal(precisionFor(one, 'toString'), 'float32');
+    for (const [bad, message] of [
+      ['int4', /MODEL_PRECISION entry "int4" must be float32 or int8/],
+      ['baseline=fp16', /MODEL_PRECISION entry "baseline=fp16"/],
+      ['int8,float32', /gives the default precision twice/],
+      ['baseline=int8,baseline=float32', /names baseline twice/],
+      ['bad name=int8', /"bad name" is not a model name/],
+      ['int8,', /MODEL_PRECISION entry ""/],
+    ] as const) {
+      assert.throws(
+        () => loadConfig({ MODEL_PRECISION: bad }),
+        (e: Error) => e instanceof ConfigError && message.test(e.message),
+        bad,
+      );
+    }
   });
 });
