@@ -16,7 +16,8 @@ import type { RoutingSource } from '../../routing/routing-source';
 import type { OipService } from '../oip/service';
 import { adminAuth } from './admin-auth';
 import { cors, isPreflight } from './cors';
-import { errorMiddleware, fromHttpLayer, type HttpLimits, sendError } from './errors';
+import { BodyReader } from './body';
+import { errorMiddleware, type HttpLimits, sendError } from './errors';
 import { MethodTable } from './methods';
 import { oipRouter, sendOipError } from './oip-routes';
 import {
@@ -24,12 +25,15 @@ import {
   EMPTY_JSON_BODY,
   hasBody,
   imageFromJson,
+  MULTIPART_OR_JSON,
   type OptionSources,
   optionsFrom,
+  rawImages,
   requireJsonObject,
   unsupportedContentType,
 } from './parse';
 import { servedBy, tracker } from './pipeline';
+import { sendJson } from './respond';
 import { installUi, type UiOptions } from './ui';
 
 export interface HttpOptions extends HttpLimits {
@@ -122,11 +126,15 @@ export function createHttpApp(
     opts.maxImages,
   );
 
-  /** Run the body parser that fits the content type; refuse any other. */
+  /** The classify routes' own body reader (JSON, raw pixels): no generic body parser on the hot path. */
+  const body = new BodyReader(opts);
+  const CLASSIFY_TYPES = `${MULTIPART_OR_JSON}, or application/octet-stream (raw 28x28 grayscale pixels, image after image)`;
+  /** Multipart goes to multer; JSON and raw pixels are read by the route; any other type is refused. */
   const parseBody = (multipart: express.RequestHandler) => (req: Request, res: Response, next: NextFunction) => {
-    if (declares(req.get('content-type'), 'multipart/form-data')) return multipart(req, res, next);
-    if (declares(req.get('content-type'), 'application/json')) return json(req, res, next);
-    next(unsupportedContentType(req.get('content-type')));
+    const type = req.get('content-type');
+    if (declares(type, 'multipart/form-data')) return multipart(req, res, next);
+    if (declares(type, 'application/json') || declares(type, 'application/octet-stream')) return next();
+    next(unsupportedContentType(type, CLASSIFY_TYPES));
   };
 
   /** The model that answered: in the call's metrics and log line, and in the response headers. */
@@ -141,44 +149,55 @@ export function createHttpApp(
   routes.post('/v1/classify', track('http', 'classify'), parseBody(single), async (req: Request, res: Response) => {
     let image: ImageInput;
     let sources: OptionSources;
-    if (declares(req.get('content-type'), 'multipart/form-data')) {
+    const type = req.get('content-type');
+    if (declares(type, 'multipart/form-data')) {
       if (!req.file) throw invalid('multipart body needs a file in the "image" field');
       image = { kind: 'encoded', bytes: req.file.buffer };
       sources = { form: req.body as Record<string, unknown>, query: req.query };
+    } else if (declares(type, 'application/octet-stream')) {
+      // 784 raw pixels; the options come from the query string.
+      image = { kind: 'pixels', pixels: await body.bytes(req, res) };
+      sources = { query: req.query };
     } else {
-      const body = requireJsonObject(req.body);
-      image = imageFromJson(body, 'the body', OPTION_FIELDS);
-      sources = { json: body, query: req.query };
+      const json = requireJsonObject(await body.json(req, res));
+      image = imageFromJson(json, 'the body', OPTION_FIELDS);
+      sources = { json, query: req.query };
     }
     const result = await dataplane.classify(image, optionsFrom(sources, req.get('x-routing-key')));
     markModel(res, result);
-    res.json(result);
+    sendJson(res, result);
   });
 
   routes.post('/v1/classify/batch', track('http', 'classify_batch'), parseBody(many), async (req: Request, res: Response) => {
     let images: ImageInput[];
     let sources: OptionSources;
-    if (declares(req.get('content-type'), 'multipart/form-data')) {
+    const type = req.get('content-type');
+    if (declares(type, 'multipart/form-data')) {
       const files = req.files as Record<string, Express.Multer.File[]> | undefined;
       const all = [...(files?.images ?? []), ...(files?.image ?? [])];
       if (all.length === 0) throw invalid('multipart body needs files in the "images" field');
       images = all.map((f) => ({ kind: 'encoded', bytes: f.buffer }));
       sources = { form: req.body as Record<string, unknown>, query: req.query };
+    } else if (declares(type, 'application/octet-stream')) {
+      // Raw 28x28 images, one after another; the options come from the query string.
+      images = rawImages(await body.bytes(req, res));
+      checkImageCount(images.length, opts.maxImages);
+      sources = { query: req.query };
     } else {
-      const body = requireJsonObject(req.body);
-      checkKnownFields(body, ['images', ...OPTION_FIELDS], 'the body');
-      sources = { json: body, query: req.query };
-      if (!Array.isArray(body.images)) throw invalid('body.images must be an array of {"image": base64} or {"pixels": [...]}');
+      const json = requireJsonObject(await body.json(req, res));
+      checkKnownFields(json, ['images', ...OPTION_FIELDS], 'the body');
+      sources = { json, query: req.query };
+      if (!Array.isArray(json.images)) throw invalid('body.images must be an array of {"image": base64} or {"pixels": [...]}');
       // Counted before decoding, so an oversized list is refused before its images are read.
-      checkImageCount(body.images.length, opts.maxImages);
-      images = body.images.map((item, i) => imageFromJson(item, `images[${i}]`, []));
+      checkImageCount(json.images.length, opts.maxImages);
+      images = json.images.map((item, i) => imageFromJson(item, `images[${i}]`, []));
     }
     const results = await dataplane.classifyBatch(images, optionsFrom(sources, req.get('x-routing-key')));
     markModel(
       res,
       results.find((r: BatchItem): r is Classification => 'model' in r),
     );
-    res.json({ results });
+    sendJson(res, { results });
   });
 
   routes.post(
@@ -245,8 +264,7 @@ export function createHttpApp(
   app.use(
     oipRouter(dataplane, oip, {
       track: (endpoint) => trackOip('oip-http', endpoint),
-      json: (req, res, next) => json(req, res, (err?: unknown) => next(err === undefined ? undefined : fromHttpLayer(err, opts))),
-      unsupported: unsupportedContentType,
+      body,
     }),
   );
 

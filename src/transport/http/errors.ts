@@ -11,6 +11,11 @@ export interface HttpLimits {
   maxJsonBytes: number;
 }
 
+/** The one wording of the body limit (MAX_JSON_BYTES), from the service's own reader or body-parser. */
+export function bodyTooLarge(maxJsonBytes: number): ServiceError {
+  return new ServiceError('PAYLOAD_TOO_LARGE', `request body is larger than the limit of ${maxJsonBytes} bytes`);
+}
+
 export function fromHttpLayer(err: unknown, limits: HttpLimits): ServiceError {
   if (err instanceof ServiceError) return err;
   if (err instanceof multer.MulterError) {
@@ -41,8 +46,7 @@ export function fromHttpLayer(err: unknown, limits: HttpLimits): ServiceError {
   }
   const e = err as { type?: string; status?: number; message?: string };
   if (e && typeof e === 'object') {
-    if (e.type === 'entity.too.large')
-      return new ServiceError('PAYLOAD_TOO_LARGE', `request body is larger than the limit of ${limits.maxJsonBytes} bytes`);
+    if (e.type === 'entity.too.large') return bodyTooLarge(limits.maxJsonBytes);
     if (e.type === 'entity.parse.failed') return new ServiceError('INVALID_ARGUMENT', 'request body is not valid JSON');
     if (e.type === 'encoding.unsupported' || e.type === 'charset.unsupported')
       return new ServiceError('UNSUPPORTED_MEDIA_TYPE', e.message ?? 'unsupported encoding');

@@ -3,22 +3,24 @@
  * tensor format. Errors are `{"error": "<message>"}` as the protocol asks,
  * with the status from the service's one code table.
  */
-import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
+import express, { type Request, type RequestHandler, type Response } from 'express';
 import type { DataPlane } from '../../core/dataplane';
 import { invalid, ServiceError } from '../../core/errors';
 import { checkKnownFields } from '../../core/rules';
 import type { Endpoint } from '../../pipeline/pipeline';
 import { checkShape, type InputTensor } from '../oip/codec';
 import type { OipService } from '../oip/service';
-import { declares, decodeBase64 } from './parse';
+import type { BodyReader } from './body';
+import { declares, decodeBase64, EMPTY_JSON_BODY, hasBody, unsupportedContentType } from './parse';
 import { MethodTable } from './methods';
 import { answeredWith, servedBy } from './pipeline';
+import { sendJson } from './respond';
 
 export interface OipRouteOptions {
   /** Starts the pipeline call of a route (transport oip-http). */
   track: (endpoint: Endpoint) => RequestHandler;
-  json: RequestHandler;
-  unsupported: (type: string | undefined) => ServiceError;
+  /** The hot routes' body reader (no generic body parser). */
+  body: BodyReader;
 }
 
 /** OIP's "not ready" answer: the protocol asks for a 4xx status. */
@@ -162,17 +164,16 @@ export function oipRouter(dataplane: DataPlane, oip: OipService, opts: OipRouteO
   routes.get('/v2/models/:name/ready', ready);
   routes.get('/v2/models/:name/versions/:version/ready', ready);
 
-  const bodyJson = (req: Request, res: Response, next: NextFunction) => {
-    if (declares(req.get('content-type'), 'application/json') || !req.get('content-type'))
-      return opts.json(req, res, (err?: unknown) => (err ? sendOipError(res, err) : next()));
-    sendOipError(res, opts.unsupported(req.get('content-type')));
+  /** A JSON body (body-parser took no other type, and read none without a type); any other type is refused. */
+  const inferBody = async (req: Request, res: Response): Promise<unknown> => {
+    const type = req.get('content-type');
+    if (type && !declares(type, 'application/json')) throw unsupportedContentType(type);
+    if (!hasBody(req.headers)) throw invalid(EMPTY_JSON_BODY);
+    return type ? opts.body.json(req, res) : undefined;
   };
-  const inferRoute = route(
-    'infer',
-    bodyJson,
-  )(async (req, res) => {
-    if (!isObject(req.body)) throw invalid('request body must be a JSON object with "inputs"');
-    const body = req.body;
+  const inferRoute = route('infer')(async (req, res) => {
+    const body = await inferBody(req, res);
+    if (!isObject(body)) throw invalid('request body must be a JSON object with "inputs"');
     checkKnownFields(body, ['id', 'inputs', 'outputs', 'parameters'], 'the request');
     if (body.id !== undefined && typeof body.id !== 'string') throw invalid('id must be a string');
     const result = await oip.infer({
@@ -184,7 +185,7 @@ export function oipRouter(dataplane: DataPlane, oip: OipService, opts: OipRouteO
       transport: 'oip-http',
     });
     servedBy(res, { model: result.modelName, arm: result.arm });
-    res.json({
+    sendJson(res, {
       model_name: result.modelName,
       model_version: result.modelVersion,
       ...(body.id !== undefined ? { id: body.id } : {}),

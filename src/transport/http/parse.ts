@@ -38,8 +38,31 @@ export function imageFromJson(obj: unknown, where: string, extra?: readonly stri
   const hasPixels = obj.pixels !== undefined;
   if (hasImage === hasPixels) throw invalid(`${where} needs exactly one of "image" (base64) or "pixels" (784 numbers)`);
   if (hasImage) return { kind: 'encoded', bytes: decodeBase64(obj.image, `${where}.image`) };
-  if (!Array.isArray(obj.pixels)) throw invalid(`${where}.pixels must be an array of numbers 0..255`);
-  return { kind: 'pixels', pixels: obj.pixels as number[] };
+  // A Uint8Array is the fast JSON path's reading of an array of integers 0..255 (pixel-json.ts).
+  if (!Array.isArray(obj.pixels) && !(obj.pixels instanceof Uint8Array))
+    throw invalid(`${where}.pixels must be an array of numbers 0..255`);
+  return { kind: 'pixels', pixels: obj.pixels as ArrayLike<number> };
+}
+
+/** One raw image: 28 x 28 grayscale bytes, row-major, a white item on black (Fashion-MNIST's form). */
+export const RAW_IMAGE_BYTES = 28 * 28;
+
+/**
+ * The images of an application/octet-stream body: raw 28x28 grayscale
+ * pixels, one image after another. Views into `body`. A length that is not
+ * a whole number of images is refused, as no image could be told from the
+ * next; an empty body is a batch without images.
+ */
+export function rawImages(body: Buffer): ImageInput[] {
+  if (body.length % RAW_IMAGE_BYTES !== 0) {
+    throw invalid(
+      `an application/octet-stream body is raw 28x28 images of ${RAW_IMAGE_BYTES} bytes each; got ${body.length} bytes, ${Math.floor(body.length / RAW_IMAGE_BYTES)} images and ${body.length % RAW_IMAGE_BYTES} bytes over`,
+    );
+  }
+  const images: ImageInput[] = [];
+  for (let off = 0; off < body.length; off += RAW_IMAGE_BYTES)
+    images.push({ kind: 'pixels', pixels: body.subarray(off, off + RAW_IMAGE_BYTES) });
+  return images;
 }
 
 /** Where options come from: a JSON body keeps JSON types; form fields and the query string are text. */
@@ -114,13 +137,16 @@ export function requireJsonObject(body: unknown): Record<string, unknown> {
  * or boundary aside), whether or not it has a body: an empty JSON body is a
  * JSON request with nothing in it, not an unsupported media type.
  */
-export function declares(contentType: string | undefined, type: 'application/json' | 'multipart/form-data'): boolean {
+export function declares(
+  contentType: string | undefined,
+  type: 'application/json' | 'multipart/form-data' | 'application/octet-stream',
+): boolean {
   return (contentType ?? '').split(';')[0].trim().toLowerCase() === type;
 }
 
-export function unsupportedContentType(type: string | undefined): ServiceError {
-  return new ServiceError(
-    'UNSUPPORTED_MEDIA_TYPE',
-    `content type ${type ?? '(none)'} is not accepted; send multipart/form-data with an "image" file, or application/json`,
-  );
+/** What most routes take; the classify routes and OIP inference name more. */
+export const MULTIPART_OR_JSON = 'multipart/form-data with an "image" file, or application/json';
+
+export function unsupportedContentType(type: string | undefined, accepted = MULTIPART_OR_JSON): ServiceError {
+  return new ServiceError('UNSUPPORTED_MEDIA_TYPE', `content type ${type ?? '(none)'} is not accepted; send ${accepted}`);
 }
