@@ -1,11 +1,15 @@
 /**
- * Load generators for the benchmark: autocannon for HTTP, a closed-loop
+ * Load generators for the benchmark: autocannon and wrk for HTTP, a closed-loop
  * @grpc/grpc-js client for unary gRPC, and a windowed writer for the
  * ClassifyStream. Each returns throughput and latency percentiles.
  */
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { LOADER_OPTIONS, PRODUCT_PROTO } from '../src/transport/grpc/protos';
 
@@ -38,6 +42,62 @@ export async function httpLoad(opts: {
   });
   const ok = r['2xx'] as number;
   return { requestsPerSecond: ok / opts.seconds, p50Ms: r.latency.p50, p99Ms: r.latency.p99, errors: r.non2xx + r.errors + r.timeouts };
+}
+
+/** wrk (Debian's package) on PATH, or undefined. */
+export function wrkAvailable(): boolean {
+  return spawnSync('wrk', ['--version']).error === undefined;
+}
+
+/** wrk's Lua hooks: POST the body file with the content type, and print the summary as one JSON line. */
+const WRK_SCRIPT = `
+local f = assert(io.open(os.getenv("WRK_BODY"), "rb"))
+wrk.method = "POST"
+wrk.body = f:read("*a")
+f:close()
+wrk.headers["Content-Type"] = os.getenv("WRK_CONTENT_TYPE")
+wrk.headers["X-Routing-Key"] = "bench-customer"
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('WRK_JSON {"requests":%d,"durationUs":%d,"p50Us":%d,"p99Us":%d,"status":%d,"socket":%d}\\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99), e.status,
+    e.connect + e.read + e.write + e.timeout))
+end
+`;
+
+/**
+ * The same closed-loop load from wrk, a C load generator with one thread:
+ * it leaves the server more of the machine than autocannon (which runs in
+ * this process). `cpus` pins wrk to those CPUs with taskset.
+ */
+export async function wrkLoad(opts: {
+  url: string;
+  body: Buffer | string;
+  contentType: string;
+  connections: number;
+  seconds: number;
+  cpus?: string;
+}): Promise<LoadResult> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'pc-wrk-'));
+  writeFileSync(path.join(dir, 'body'), opts.body);
+  writeFileSync(path.join(dir, 'post.lua'), WRK_SCRIPT);
+  const argv = ['-t1', `-c${opts.connections}`, `-d${opts.seconds}s`, '-s', path.join(dir, 'post.lua'), opts.url];
+  const [cmd, args] = opts.cpus ? ['taskset', ['-c', opts.cpus, 'wrk', ...argv]] : ['wrk', argv];
+  const out = await new Promise<string>((resolve, reject) => {
+    const child = spawn(cmd, args, {
+      env: { ...process.env, WRK_BODY: path.join(dir, 'body'), WRK_CONTENT_TYPE: opts.contentType },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let text = '';
+    child.stdout.on('data', (d: Buffer) => (text += d.toString()));
+    child.on('error', reject);
+    child.on('exit', (code) => (code === 0 ? resolve(text) : reject(new Error(`wrk exited ${code}: ${text}`))));
+  });
+  const line = out.split('\n').find((l) => l.startsWith('WRK_JSON '));
+  if (!line) throw new Error(`wrk printed no summary: ${out}`);
+  const r = JSON.parse(line.slice('WRK_JSON '.length)) as Record<string, number>;
+  const ok = r.requests - r.status;
+  return { requestsPerSecond: ok / (r.durationUs / 1e6), p50Ms: r.p50Us / 1000, p99Ms: r.p99Us / 1000, errors: r.status + r.socket };
 }
 
 /**
