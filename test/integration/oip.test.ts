@@ -47,7 +47,7 @@ describe('Open Inference Protocol v2', () => {
       const meta = await api.get('/v2').expect(200);
       assert.equal(meta.body.name, 'product-classifier');
       assert.match(meta.body.version, /^\d+\.\d+\.\d+/);
-      assert.deepEqual(meta.body.extensions, []);
+      assert.deepEqual(meta.body.extensions, ['binary_tensor_data']);
       assert.deepEqual((await api.get('/v2/health/live').expect(200)).body, { live: true });
       assert.deepEqual((await api.get('/v2/health/ready').expect(200)).body, { ready: true });
     });

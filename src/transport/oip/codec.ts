@@ -78,6 +78,93 @@ export function elementCount(shape: number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
+/** The tensor data JSON carries (`data`, flattened row-major): numbers, or for BYTES one element per item, decoded by `element`. */
+export function tensorFromJson(
+  flat: unknown[],
+  datatype: string,
+  where: string,
+  element: (value: unknown, where: string) => Buffer,
+): ArrayLike<number> | Buffer[] {
+  if (datatype === 'BYTES') return flat.map((v, j) => element(v, `${where}.data[${j}]`));
+  if (!flat.every((v) => typeof v === 'number' && Number.isFinite(v)))
+    throw invalid(`${where}.data must hold finite numbers for ${datatype}`);
+  if (datatype === 'UINT8' && !flat.every((v) => Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 255)) {
+    throw invalid(`${where}.data must hold integers 0..255 for UINT8`);
+  }
+  return flat as number[];
+}
+
+/** The datatypes an input may have in binary form, and their bytes per element (BYTES: each element prefixed by its length). */
+const BINARY_INPUTS: Record<string, number> = { FP32: 4, UINT8: 1, BYTES: 0 };
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/**
+ * The tensor data in binary form, as OIP's binary extensions lay it out
+ * (REST's binary tensor data, gRPC's raw contents): little-endian,
+ * row-major, no padding; each BYTES element a 4-byte little-endian length
+ * then its bytes; the other datatypes exactly as many bytes as the shape
+ * declares (BYTES elements are counted against the shape later). Views
+ * into `bytes` where the layout allows, so the caller must not reuse it.
+ */
+export function tensorFromBinary(bytes: Buffer, datatype: string, shape: number[], where: string): ArrayLike<number> | Buffer[] {
+  const size = BINARY_INPUTS[datatype];
+  if (size === undefined) throw invalid(`${where}: datatype ${datatype} is not accepted; inputs are FP32, UINT8 or BYTES`);
+  if (datatype === 'BYTES') return splitLengthPrefixed(bytes, where);
+  const count = elementCount(shape);
+  if (bytes.length !== count * size) {
+    throw invalid(`${where} is ${bytes.length} bytes, but shape [${shape.join(',')}] of ${datatype} takes ${count * size}`);
+  }
+  if (datatype === 'UINT8') return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length);
+  if (LITTLE_ENDIAN && bytes.byteOffset % 4 === 0) return new Float32Array(bytes.buffer, bytes.byteOffset, count);
+  const out = new Float32Array(count);
+  for (let i = 0; i < count; i++) out[i] = bytes.readFloatLE(i * 4);
+  return out;
+}
+
+/** An output tensor in binary form (the layout of tensorFromBinary; INT64 as 8 bytes). */
+export function tensorToBinary(t: OutputTensor): Buffer {
+  if (t.datatype === 'FP32') {
+    const f = t.data as Float32Array;
+    const b = Buffer.allocUnsafe(f.length * 4);
+    for (let i = 0; i < f.length; i++) b.writeFloatLE(f[i], i * 4);
+    return b;
+  }
+  if (t.datatype === 'INT64') {
+    const v = t.data as number[];
+    const b = Buffer.allocUnsafe(v.length * 8);
+    v.forEach((x, i) => b.writeBigInt64LE(BigInt(x), i * 8));
+    return b;
+  }
+  return joinLengthPrefixed((t.data as string[]).map((s) => Buffer.from(s)));
+}
+
+/** BYTES in binary form: each element is a 4-byte little-endian length, then the bytes. */
+export function splitLengthPrefixed(buf: Buffer, where: string): Buffer[] {
+  const out: Buffer[] = [];
+  let off = 0;
+  while (off < buf.length) {
+    if (off + 4 > buf.length) throw invalid(`${where}: truncated BYTES element length at offset ${off}`);
+    const len = buf.readUInt32LE(off);
+    off += 4;
+    if (off + len > buf.length) throw invalid(`${where}: BYTES element of ${len} bytes runs past the end of the tensor data`);
+    out.push(buf.subarray(off, off + len));
+    off += len;
+  }
+  return out;
+}
+
+export function joinLengthPrefixed(items: Buffer[]): Buffer {
+  const out = Buffer.allocUnsafe(items.reduce((n, b) => n + 4 + b.length, 0));
+  let off = 0;
+  for (const b of items) {
+    out.writeUInt32LE(b.length, off);
+    b.copy(out, off + 4);
+    off += 4 + b.length;
+  }
+  return out;
+}
+
 /** Check a declared shape: non-negative integers only. */
 export function checkShape(shape: unknown, where: string): number[] {
   if (!Array.isArray(shape) || shape.length === 0 || !shape.every((d) => Number.isInteger(d) && d >= 0)) {

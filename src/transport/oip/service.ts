@@ -42,8 +42,9 @@ export class OipService {
     private readonly server: { name: string; version: string },
   ) {}
 
+  /** Name, version and the protocol extensions served: REST's binary tensor data (gRPC has raw contents of its own). */
   serverMetadata() {
-    return { name: this.server.name, version: this.server.version, extensions: [] as string[] };
+    return { name: this.server.name, version: this.server.version, extensions: ['binary_tensor_data'] };
   }
 
   /** The names of the models this replica serves. */
