@@ -143,17 +143,27 @@ export class ModelRepository {
       if (!next.has(name)) next.set(name, new Map());
       next.get(name)!.set(version, slot);
     };
-    for (const { name, version, dir } of await this.scan()) {
+    // Every changed version loads at once (each onto its own inference
+    // thread); the outcomes are then taken in directory order.
+    const found = await Promise.all(
+      (await this.scan()).map(async ({ name, version, dir }) => {
+        const current = this.slots.get(name)?.get(version);
+        const fp = await this.fingerprint(dir);
+        const unchanged = current !== undefined && current.fingerprint === fp;
+        const loading = unchanged ? undefined : this.loadOne(name, version, dir, fp);
+        loading?.catch(() => {}); // its outcome is read below, in order
+        return { name, version, current, loading };
+      }),
+    );
+    for (const { name, version, current, loading } of found) {
       const id = `${name}/${version}`;
-      const current = this.slots.get(name)?.get(version);
-      const fp = await this.fingerprint(dir);
-      if (current && current.fingerprint === fp) {
-        keep(name, version, current);
+      if (!loading) {
+        keep(name, version, current!);
         report.unchanged.push(id);
         continue;
       }
       try {
-        keep(name, version, await this.loadOne(name, version, dir, fp));
+        keep(name, version, await loading);
         report.loaded.push(id);
         this.opts.log.info({ model: name, version, backend: this.opts.factory.backend }, 'model loaded');
       } catch (err) {
