@@ -386,6 +386,32 @@ describe('binary inputs', () => {
     });
   });
 
+  it('lets a browser on a listed origin read Inference-Header-Content-Length', async () => {
+    const cors = await startService({ CORS_ORIGINS: 'https://shop.example' });
+    try {
+      const { body, length } = binaryBody(
+        { inputs: [{ ...uint8(1), parameters: { binary_data_size: 784 } }], parameters: { binary_data_output: true } },
+        pixels[0],
+      );
+      const res = await fetch(`http://127.0.0.1:${cors.port}/v2/models/baseline/infer`, {
+        method: 'POST',
+        body: new Uint8Array(body),
+        headers: {
+          origin: 'https://shop.example',
+          'content-type': 'application/octet-stream',
+          'inference-header-content-length': String(length),
+        },
+      });
+      await res.arrayBuffer();
+      assert.equal(res.status, 200);
+      assert.equal(res.headers.get('access-control-allow-origin'), 'https://shop.example');
+      assert.match(res.headers.get('access-control-expose-headers') ?? '', /Inference-Header-Content-Length/);
+      assert.ok(Number(res.headers.get('inference-header-content-length')) > 0);
+    } finally {
+      await cors.stop();
+    }
+  });
+
   describe('raw uint8 pixels on /v1/classify and /v1/classify/batch', () => {
     const octets = { 'content-type': 'application/octet-stream' };
 

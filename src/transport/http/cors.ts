@@ -13,7 +13,8 @@ import { ServiceError } from '../../core/errors';
 export const CORS_METHODS = 'GET, POST, PUT';
 export const CORS_REQUEST_HEADERS = 'Content-Type, Authorization, X-Request-Id, X-Routing-Key, Inference-Header-Content-Length';
 /** What a browser may read beyond the CORS-safelisted response headers. */
-export const CORS_EXPOSED_HEADERS = 'X-Request-Id, X-Model-Name, X-Model-Version, X-Model-Arm, Retry-After';
+export const CORS_EXPOSED_HEADERS =
+  'X-Request-Id, X-Model-Name, X-Model-Version, X-Model-Arm, Retry-After, Inference-Header-Content-Length';
 /** How long a browser may reuse a preflight answer, in seconds. */
 const PREFLIGHT_MAX_AGE_S = 600;
 
