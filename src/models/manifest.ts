@@ -14,9 +14,25 @@ export type ModelFormat = 'onnx' | 'tfjs';
 
 export type { Precision } from '../core/runtime-settings';
 
-/** A statically quantized (QDQ) copy of the ONNX model, beside it in the same version directory. */
+/** The test-set gate of an int8 copy, measured through onnxruntime-node (`npm run evaluate -- <dir> --precision int8`). */
+export interface Int8Evaluation {
+  accuracy: number;
+  float32Accuracy: number;
+  /** Share of test images where the int8 and float32 models give the same top-1 class. */
+  agreement: number;
+  samples: number;
+  runtime?: string;
+  [k: string]: unknown;
+}
+
+/** A statically quantized (QDQ) copy of the ONNX model, beside it in the same version directory (pctrain.quantize). */
 export interface Int8Entry {
   path: string;
+  /** The float model it was quantized from: its path and sha256, equal to the manifest's. */
+  quantizedFrom?: { path: string; sha256: string };
+  evaluation?: Int8Evaluation;
+  /** scheme, activations, weights, calibration, validation, ...: kept as written, not read. */
+  [k: string]: unknown;
 }
 
 export interface FormatEntry {
@@ -163,6 +179,11 @@ export function validateManifest(json: Json): Manifest {
       inputLayout: layout,
       inputShape: shape(at(f, 'inputShape', `formats.${fmt}`), `formats.${fmt}.inputShape`),
     };
+    const int8 = at(f, 'int8', `formats.${fmt}`);
+    if (int8 !== undefined) {
+      if (fmt !== 'onnx') throw new ManifestError(`formats.${fmt}.int8: only the ONNX format has an int8 copy`);
+      formats[fmt].int8 = int8Entry(int8, formats[fmt].path);
+    }
   }
   if (Object.keys(formats).length === 0) throw new ManifestError('formats must name at least one of onnx, tfjs');
 
@@ -177,6 +198,13 @@ export function validateManifest(json: Json): Manifest {
   }
   for (const [fmt, f] of Object.entries(formats)) {
     if (!(f.path in files)) throw new ManifestError(`formats.${fmt}.path ${f.path} has no sha256 in files`);
+    if (f.int8 && !(f.int8.path in files)) throw new ManifestError(`formats.${fmt}.int8.path ${f.int8.path} has no sha256 in files`);
+    const from = f.int8?.quantizedFrom;
+    if (from && (from.path !== f.path || from.sha256 !== files[f.path])) {
+      throw new ManifestError(
+        `formats.${fmt}.int8.quantizedFrom must name ${f.path} and its sha256 in files: the int8 model was made from another float model`,
+      );
+    }
   }
 
   const ref = at(json, 'reference', 'manifest');
@@ -223,6 +251,32 @@ export function validateManifest(json: Json): Manifest {
         ? undefined
         : oodBlock(j.ood, outputKind, { classes: labels.length, pixels: inputShape.slice(1).reduce((a, b) => a * b, 1) }),
   };
+}
+
+/** `formats.onnx.int8`: the int8 copy's path (listed in files, checked by the caller), where it came from, its test-set gate. */
+function int8Entry(raw: unknown, floatPath: string): Int8Entry {
+  const where = 'formats.onnx.int8';
+  const p = relPath(at(raw, 'path', where), `${where}.path`);
+  if (p === floatPath) throw new ManifestError(`${where}.path must differ from formats.onnx.path (${floatPath})`);
+  const entry = { ...(raw as Record<string, unknown>), path: p } as Int8Entry;
+  const from = at(raw, 'quantizedFrom', where);
+  if (from !== undefined) {
+    const sha = str(at(from, 'sha256', `${where}.quantizedFrom`), `${where}.quantizedFrom.sha256`);
+    if (!/^[0-9a-f]{64}$/.test(sha)) throw new ManifestError(`${where}.quantizedFrom.sha256 must be a sha256 hex digest`);
+    entry.quantizedFrom = { path: relPath(at(from, 'path', `${where}.quantizedFrom`), `${where}.quantizedFrom.path`), sha256: sha };
+  }
+  const ev = at(raw, 'evaluation', where);
+  if (ev !== undefined) {
+    const e = `${where}.evaluation`;
+    entry.evaluation = {
+      ...(ev as Record<string, unknown>),
+      accuracy: num(at(ev, 'accuracy', e), `${e}.accuracy`, 0, 1),
+      float32Accuracy: num(at(ev, 'float32Accuracy', e), `${e}.float32Accuracy`, 0, 1),
+      agreement: num(at(ev, 'agreement', e), `${e}.agreement`, 0, 1),
+      samples: num(at(ev, 'samples', e), `${e}.samples`, 1),
+    };
+  }
+  return entry;
 }
 
 /** The `ood` block: its score, threshold and false-flag rate, and parameters the scorer can use. */
