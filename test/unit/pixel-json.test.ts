@@ -228,6 +228,16 @@ describe('fast pixel JSON parsing', () => {
     ]) {
       assert.equal(parsePixelJson(Buffer.from(text)), undefined, text);
     }
+    // Strings ending in escaped backslashes or holding escaped quotes, around the pixels.
+    for (const text of [
+      '{"model":"a\\\\","pixels":[1,2]}',
+      '{"model":"say \\"hi\\"","pixels":[3]}',
+      '{"model":"\\\\\\"","pixels":[4],"x":["]","\\\\"]}',
+    ]) {
+      const value = agrees(text);
+      assert.ok(value !== undefined, text);
+      assert.deepStrictEqual(plain(value), JSON.parse(text));
+    }
     const fast = parsePixelJson(Buffer.from(' {\n "topK" : 2 ,"pixels" :[ 0 ,\t255\r\n, 17 ] , "model":"baseline"}\n'));
     assert.deepStrictEqual(plain(fast), { topK: 2, pixels: [0, 255, 17], model: 'baseline' });
     assert.ok(fast!.pixels instanceof Uint8Array);
@@ -235,16 +245,22 @@ describe('fast pixel JSON parsing', () => {
 });
 
 describe('reading a JSON body as body-parser (strict) did', () => {
+  /** Refused the same way with and without the pixel fast path. */
   const refused = (text: string | Buffer, message = NOT_JSON) => {
-    assert.throws(
-      () => parseJson(Buffer.isBuffer(text) ? text : Buffer.from(text)),
-      (err: unknown) => err instanceof ServiceError && err.code === 'INVALID_ARGUMENT' && err.message === message,
-    );
+    for (const pixels of [true, false]) {
+      assert.throws(
+        () => parseJson(Buffer.isBuffer(text) ? text : Buffer.from(text), 'request body', pixels),
+        (err: unknown) => err instanceof ServiceError && err.code === 'INVALID_ARGUMENT' && err.message === message,
+      );
+    }
   };
 
   it('drops a UTF-8 byte-order mark, takes an empty text as {}, and objects and arrays only', () => {
     const bom = Buffer.from([0xef, 0xbb, 0xbf]);
-    assert.deepStrictEqual(plain(parseJson(Buffer.concat([bom, Buffer.from('{"pixels":[1,2]}')]))), { pixels: [1, 2] });
+    const typed = parseJson(Buffer.concat([bom, Buffer.from('{"pixels":[1,2]}')]), 'request body', true) as { pixels: unknown };
+    assert.ok(typed.pixels instanceof Uint8Array, 'the fast path, after the byte-order mark');
+    assert.deepStrictEqual(plain(typed), { pixels: [1, 2] });
+    assert.deepStrictEqual(parseJson(Buffer.from('{"pixels":[1,2]}')), { pixels: [1, 2] }, 'no fast path unless asked for');
     assert.deepStrictEqual(parseJson(Buffer.concat([bom, Buffer.from(' {"a":"é"}')])), { a: 'é' });
     assert.deepStrictEqual(parseJson(Buffer.alloc(0)), {});
     assert.deepStrictEqual(parseJson(bom), {});
@@ -262,7 +278,8 @@ describe('reading a JSON body as body-parser (strict) did', () => {
         const expected = reference(text);
         const strict = /^[ \t\n\r]*[[{]/.test(text) && expected !== THREW;
         if (!strict) return refused(text);
-        assert.deepStrictEqual(plain(parseJson(Buffer.from(text))), expected);
+        assert.deepStrictEqual(plain(parseJson(Buffer.from(text), 'request body', true)), expected);
+        assert.deepStrictEqual(parseJson(Buffer.from(text)), expected);
       }),
       { numRuns: 1000 },
     );

@@ -159,7 +159,7 @@ export function createHttpApp(
       image = { kind: 'pixels', pixels: await body.bytes(req, res) };
       sources = { query: req.query };
     } else {
-      const json = requireJsonObject(await body.json(req, res));
+      const json = requireJsonObject(await body.json(req, res, true));
       image = imageFromJson(json, 'the body', OPTION_FIELDS);
       sources = { json, query: req.query };
     }
@@ -184,7 +184,7 @@ export function createHttpApp(
       checkImageCount(images.length, opts.maxImages);
       sources = { query: req.query };
     } else {
-      const json = requireJsonObject(await body.json(req, res));
+      const json = requireJsonObject(await body.json(req, res, true));
       checkKnownFields(json, ['images', ...OPTION_FIELDS], 'the body');
       sources = { json, query: req.query };
       if (!Array.isArray(json.images)) throw invalid('body.images must be an array of {"image": base64} or {"pixels": [...]}');

@@ -85,14 +85,16 @@ export function readBytes(req: IncomingMessage, limit: number, tooLarge: () => S
 /**
  * A JSON text as body-parser (strict) reads it: a UTF-8 byte-order mark
  * dropped, an empty text an empty object, anything but an object or an
- * array at the top refused, then JSON.parse; but a pixel body through the
- * fast path. `what` names the text in the error (the request body; OIP's
- * JSON inference header).
+ * array at the top refused, then JSON.parse; with `pixels`, a pixel body
+ * through the fast path first (only where one is expected: on a body of
+ * another shape it would scan the text once more before JSON.parse).
+ * `what` names the text in the error (the request body; OIP's JSON
+ * inference header).
  */
-export function parseJson(bytes: Buffer, what = 'request body'): unknown {
+export function parseJson(bytes: Buffer, what = 'request body', pixels = false): unknown {
   const text = bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf ? bytes.subarray(3) : bytes;
   if (text.length === 0) return {};
-  const fast = parsePixelJson(text);
+  const fast = pixels ? parsePixelJson(text) : undefined;
   if (fast !== undefined) return fast;
   const notJson = () => invalid(what === 'request body' ? NOT_JSON : `${what} is not valid JSON`);
   let first = 0;
@@ -131,14 +133,15 @@ export class BodyReader {
   }
 
   /**
-   * A JSON body (the request declares application/json): parsed, or the
-   * error body-parser's reading would have given. No body at all is
-   * EMPTY_JSON_BODY, not an empty object.
+   * A JSON body (the request declares application/json): parsed (pixel
+   * arrays by the fast path, with `pixels`), or the error body-parser's
+   * reading would have given. No body at all is EMPTY_JSON_BODY, not an
+   * empty object.
    */
-  async json(req: Request, res: Response): Promise<unknown> {
+  async json(req: Request, res: Response, pixels = false): Promise<unknown> {
     if (!hasBody(req.headers)) throw invalid(EMPTY_JSON_BODY);
     if (identity(req) && UTF8_JSON.test(req.headers['content-type'] ?? '')) {
-      return parseJson(await readBytes(req, this.limits.maxJsonBytes, this.tooLarge));
+      return parseJson(await readBytes(req, this.limits.maxJsonBytes, this.tooLarge), 'request body', pixels);
     }
     return this.general(this.generalJson, req, res);
   }

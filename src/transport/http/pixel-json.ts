@@ -198,12 +198,14 @@ class Parser {
     }
   }
 
-  /** The index after the closing quote of the string starting at `p`. */
+  /** The index after the closing quote of the string starting at `p` (found with indexOf: a base64 image is long). */
   stringEnd(p: number): number {
     const b = this.b;
-    for (p++; p < b.length; p++) {
-      if (b[p] === BACKSLASH) p++;
-      else if (b[p] === QUOTE) return p + 1;
+    for (let q = b.indexOf(QUOTE, p + 1); q >= 0; q = b.indexOf(QUOTE, q + 1)) {
+      // Escaped when an odd number of backslashes stands right before it.
+      let k = q - 1;
+      while (k > p && b[k] === BACKSLASH) k--;
+      if ((q - 1 - k) % 2 === 0) return q + 1;
     }
     throw GIVE_UP;
   }
