@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import sharp from 'sharp';
 import request from 'supertest';
-import { joinLengthPrefixed } from '../../src/transport/grpc/oip';
+import { joinLengthPrefixed } from '../../src/transport/oip/codec';
 import { call, clients, type Clients, failure } from '../grpc-clients';
 import { argmax, BASELINE, fixtureBytes, fixtureImages, pytorchReference, startService } from '../helpers';
 

@@ -8,7 +8,7 @@ import type * as grpc from '@grpc/grpc-js';
 import type { DataPlane } from '../../core/dataplane';
 import { invalid } from '../../core/errors';
 import type { RequestPipeline } from '../../pipeline/pipeline';
-import { checkShape, elementCount, type InputTensor, type OutputTensor } from '../oip/codec';
+import { checkShape, type InputTensor, type OutputTensor, tensorFromBinary, tensorToBinary } from '../oip/codec';
 import type { OipService } from '../oip/service';
 import { unary } from './errors';
 
@@ -55,49 +55,6 @@ function hasContents(c: Contents | null | undefined): boolean {
   return !!c && Object.values(c).some((v) => Array.isArray(v) && v.length > 0);
 }
 
-/** BYTES raw form: each element is a 4-byte little-endian length then the bytes. */
-export function splitLengthPrefixed(buf: Buffer, where: string): Buffer[] {
-  const out: Buffer[] = [];
-  let off = 0;
-  while (off < buf.length) {
-    if (off + 4 > buf.length) throw invalid(`${where}: truncated BYTES element length at offset ${off}`);
-    const len = buf.readUInt32LE(off);
-    off += 4;
-    if (off + len > buf.length) throw invalid(`${where}: BYTES element of ${len} bytes runs past the end of the raw content`);
-    out.push(buf.subarray(off, off + len));
-    off += len;
-  }
-  return out;
-}
-
-export function joinLengthPrefixed(items: Buffer[]): Buffer {
-  const parts: Buffer[] = [];
-  for (const b of items) {
-    const len = Buffer.alloc(4);
-    len.writeUInt32LE(b.length);
-    parts.push(len, b);
-  }
-  return Buffer.concat(parts);
-}
-
-function fromRaw(buf: Buffer, datatype: string, count: number, where: string): ArrayLike<number> | Buffer[] {
-  switch (datatype) {
-    case 'FP32': {
-      if (buf.length !== count * 4) throw invalid(`${where}: raw FP32 content is ${buf.length} bytes; the shape needs ${count * 4}`);
-      const out = new Float32Array(count);
-      for (let i = 0; i < count; i++) out[i] = buf.readFloatLE(i * 4);
-      return out;
-    }
-    case 'UINT8':
-      if (buf.length !== count) throw invalid(`${where}: raw UINT8 content is ${buf.length} bytes; the shape needs ${count}`);
-      return new Uint8Array(buf.buffer, buf.byteOffset, buf.length);
-    case 'BYTES':
-      return splitLengthPrefixed(buf, where);
-    default:
-      throw invalid(`${where}: datatype ${datatype} is not accepted; inputs are FP32, UINT8 or BYTES`);
-  }
-}
-
 function fromContents(c: Contents | null | undefined, datatype: string, where: string): ArrayLike<number> | Buffer[] {
   switch (datatype) {
     case 'FP32':
@@ -125,28 +82,10 @@ export function decodeInputs(req: InferRequestMsg): { inputs: InputTensor[]; raw
   const inputs = req.inputs.map((t, i) => {
     const where = `input "${t.name}"`;
     const shape = checkShape(t.shape, where);
-    const data = raw
-      ? fromRaw(req.raw_input_contents[i], t.datatype, elementCount(shape), where)
-      : fromContents(t.contents, t.datatype, where);
+    const data = raw ? tensorFromBinary(req.raw_input_contents[i], t.datatype, shape, where) : fromContents(t.contents, t.datatype, where);
     return { name: t.name, datatype: t.datatype, shape, data };
   });
   return { inputs, raw };
-}
-
-function toRaw(t: OutputTensor): Buffer {
-  if (t.datatype === 'FP32') {
-    const f = t.data as Float32Array;
-    const b = Buffer.alloc(f.length * 4);
-    f.forEach((v, i) => b.writeFloatLE(v, i * 4));
-    return b;
-  }
-  if (t.datatype === 'INT64') {
-    const v = t.data as number[];
-    const b = Buffer.alloc(v.length * 8);
-    v.forEach((x, i) => b.writeBigInt64LE(BigInt(x), i * 8));
-    return b;
-  }
-  return joinLengthPrefixed((t.data as string[]).map((s) => Buffer.from(s)));
 }
 
 function toContents(t: OutputTensor): Contents {
@@ -207,7 +146,7 @@ export function oipGrpcHandlers(dataplane: DataPlane, oip: OipService, pipeline:
           shape: t.shape,
           ...(raw ? {} : { contents: toContents(t) }),
         })),
-        raw_output_contents: raw ? result.outputs.map(toRaw) : [],
+        raw_output_contents: raw ? result.outputs.map(tensorToBinary) : [],
       }),
       served: ({ result }) => ({ model: result.modelName, arm: result.arm }),
     }),
