@@ -4,7 +4,9 @@
  * and worker), batch 1 and batch 64, one intra-op thread, rounds interleaved
  * so that a change in machine load hits both alike; and how often a 1 ms
  * timer fires on the event loop during ten batch-64 calls (a blocked loop
- * fires it once per call).
+ * fires it once per call); and, to tell the channel from the machine, an
+ * empty thread answering a message port and a SharedArrayBuffer
+ * (Atomics.notify / Atomics.waitAsync) at once or after 0.4 ms of busy work.
  *
  *   npm run build && npm run bench:thread -- [--rounds 5] [--calls 1000]
  *
@@ -14,6 +16,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { Worker } from 'node:worker_threads';
 import type { InferenceThread } from '../src/core/runtime-settings';
 import { loadManifest } from '../src/models/manifest';
 import { OnnxRuntimeFactory } from '../src/models/onnx-runtime';
@@ -43,6 +46,59 @@ async function timerTicks(rt: InferenceRuntime): Promise<number> {
   return ticks;
 }
 
+/** Atomics.waitAsync (Node 16+), which TypeScript's ES2022 library does not declare. */
+interface AtomicsWaitAsync {
+  waitAsync(array: Int32Array, index: number, value: number): { async: boolean; value: Promise<string> | string };
+}
+
+/** A thread that answers over its port, or over a SharedArrayBuffer flag, after `workMs` of busy work. */
+const ECHO = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { performance } = require('node:perf_hooks');
+const flag = new Int32Array(workerData.sab);
+const work = () => { const t = performance.now(); while (performance.now() - t < workerData.workMs); };
+if (workerData.atomics) {
+  for (;;) {
+    Atomics.wait(flag, 0, 0);
+    if (Atomics.load(flag, 0) === 2) break;
+    Atomics.store(flag, 0, 0);
+    work();
+    Atomics.store(flag, 1, 1);
+    Atomics.notify(flag, 1);
+  }
+} else parentPort.on('message', (m) => { work(); parentPort.postMessage(m); });
+`;
+
+/** Microseconds per round trip to an echo thread, less its work. */
+async function roundTrip(atomics: boolean, workMs: number, n: number): Promise<number> {
+  const sab = new SharedArrayBuffer(8);
+  const flag = new Int32Array(sab);
+  const worker = new Worker(ECHO, { eval: true, workerData: { sab, atomics, workMs } });
+  const once = atomics
+    ? async () => {
+        Atomics.store(flag, 1, 0);
+        Atomics.store(flag, 0, 1);
+        Atomics.notify(flag, 0);
+        const r = (Atomics as unknown as AtomicsWaitAsync).waitAsync(flag, 1, 0);
+        if (r.async) await r.value;
+      }
+    : () =>
+        new Promise<void>((resolve) => {
+          worker.once('message', () => resolve());
+          worker.postMessage(1);
+        });
+  for (let i = 0; i < 100; i++) await once();
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) await once();
+  const us = ((performance.now() - t0) / n) * 1000 - workMs * 1000;
+  if (atomics) {
+    Atomics.store(flag, 0, 2);
+    Atomics.notify(flag, 0);
+  }
+  await worker.terminate();
+  return us;
+}
+
 async function main(): Promise<void> {
   const results: Record<string, unknown>[] = [];
   for (const model of ['baseline', 'dendritic']) {
@@ -64,6 +120,14 @@ async function main(): Promise<void> {
     for (const thread of THREADS) results.push({ model, thread, timerTicksDuringTenBatch64Calls: await timerTicks(rts[thread]) });
     for (const rt of Object.values(rts)) await rt.dispose();
   }
+  const channels: Record<string, unknown>[] = [];
+  for (const workMs of [0, 0.4]) {
+    for (const atomics of [false, true]) {
+      const us: number[] = [];
+      for (let r = 0; r < rounds; r++) us.push(await roundTrip(atomics, workMs, 1000));
+      channels.push({ channel: atomics ? 'SharedArrayBuffer + Atomics' : 'message port', workMs, overheadUs: median(us) });
+    }
+  }
   const machine = `${os.cpus().length} x ${os.cpus()[0]?.model ?? 'cpu'}, load average ${os
     .loadavg()
     .map((x) => x.toFixed(1))
@@ -84,11 +148,15 @@ async function main(): Promise<void> {
     '|---|---|---|',
     ...results.filter((r) => 'thread' in r).map((r) => `| ${r.model} | ${r.thread} | ${r.timerTicksDuringTenBatch64Calls} |`),
     '',
+    '| hand-off to an empty thread | its work | round trip less the work, us |',
+    '|---|---|---|',
+    ...channels.map((c) => `| ${c.channel} | ${c.workMs} ms | ${(c.overheadUs as number).toFixed(0)} |`),
+    '',
   ];
   mkdirSync(path.join(ROOT, 'bench/results'), { recursive: true });
   writeFileSync(
     path.join(ROOT, 'bench/results/inference-thread.json'),
-    `${JSON.stringify({ machine, rounds, calls, results }, null, 2)}\n`,
+    `${JSON.stringify({ machine, rounds, calls, results, channels }, null, 2)}\n`,
   );
   process.stdout.write(lines.join('\n'));
 }
