@@ -17,24 +17,11 @@ from pctrain.plot import plot
 from pctrain.nets import Cnn, CnnConfig, count_params
 from pctrain.package import package
 from pctrain.train import TrainConfig, train
+from perturb import perturbed
 from service_parity import service_parity
 
 SMALL = CnnConfig(conv_channels=(8, 8, 16, 16), dense=32)
 ALL = ["conv1", "conv2", "conv3", "conv4", "fc1"]
-
-
-def perturbed(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Every parameter and batch-norm statistic moved off its initial value."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.3 * torch.randn(p.shape, generator=g))
-        for name, b in model.named_buffers():
-            if name.endswith("running_var"):
-                b.copy_(0.5 + torch.rand(b.shape, generator=g))
-            elif name.endswith("running_mean"):
-                b.copy_(0.2 * torch.randn(b.shape, generator=g))
-    return model
 
 
 def batch(n=6, seed=1):

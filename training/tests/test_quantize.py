@@ -12,6 +12,8 @@ import pytest
 import torch
 from onnx import numpy_helper
 
+import perturb
+
 from pctrain import data as fdata
 from pctrain import quantize as Q
 from pctrain.dendrites import add_dendrites, make_dendritic
@@ -24,16 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def perturbed(model, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.3 * torch.randn(p.shape, generator=g))
-        for name, b in model.named_buffers():
-            if name.endswith("running_var"):
-                b.copy_(0.5 + torch.rand(b.shape, generator=g))
-            elif name.endswith("running_mean"):
-                b.copy_(0.2 * torch.randn(b.shape, generator=g))
-    return model.eval()
+    return perturb.perturbed(model, seed).eval()
 
 
 def images(n=200, seed=3):
