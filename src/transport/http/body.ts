@@ -13,7 +13,7 @@ import express, { type Request, type Response } from 'express';
 import { invalid, ServiceError } from '../../core/errors';
 import { bodyTooLarge, fromHttpLayer, type HttpLimits } from './errors';
 import { EMPTY_JSON_BODY, hasBody } from './parse';
-import { parsePixelJson } from './pixel-json';
+import { isSpace, parsePixelJson } from './pixel-json';
 
 /** body-parser's answer to invalid JSON, as the error middleware words it. */
 export const NOT_JSON = 'request body is not valid JSON';
@@ -98,7 +98,7 @@ export function parseJson(bytes: Buffer, what = 'request body', pixels = false):
   if (fast !== undefined) return fast;
   const notJson = () => invalid(what === 'request body' ? NOT_JSON : `${what} is not valid JSON`);
   let first = 0;
-  while (first < text.length && (text[first] === 0x20 || text[first] === 0x09 || text[first] === 0x0a || text[first] === 0x0d)) first++;
+  while (first < text.length && isSpace(text[first])) first++;
   if (text[first] !== 0x7b && text[first] !== 0x5b) throw notJson();
   try {
     return JSON.parse(text.toString('utf8'));

@@ -13,7 +13,7 @@ import { invalid } from '../../core/errors';
 import { checkKnownFields } from '../../core/rules';
 import { checkShape, type InputTensor, type OutputTensor, tensorFromBinary, tensorFromJson, tensorToBinary } from '../oip/codec';
 import type { InferResult } from '../oip/service';
-import { decodeBase64 } from './parse';
+import { decodeBase64, isObject } from './parse';
 
 /** The request header that says where the JSON ends (HTTP header names are case-insensitive; node lower-cases them). */
 export const INFERENCE_HEADER = 'inference-header-content-length';
@@ -40,10 +40,6 @@ export function flattenData(data: unknown, where: string): unknown[] {
     else stack.push({ items: v, next: 0 });
   }
   return out;
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 /**

@@ -12,7 +12,7 @@ import type { OipService } from '../oip/service';
 import { type BodyReader, parseJson } from './body';
 import { MethodTable } from './methods';
 import { encodeResponse, INFERENCE_HEADER, INFERENCE_HEADER_NAME, jsonInputs, outputRequest, splitBody } from './oip-rest';
-import { declares, EMPTY_JSON_BODY, hasBody, unsupportedContentType } from './parse';
+import { declares, EMPTY_JSON_BODY, hasBody, isObject, unsupportedContentType } from './parse';
 import { answeredWith, servedBy } from './pipeline';
 import { sendBytes, sendJsonText } from './respond';
 
@@ -29,10 +29,6 @@ const INFER_TYPES = `application/json, or application/octet-stream with ${INFERE
 
 /** OIP's "not ready" answer: the protocol asks for a 4xx status. */
 const NOT_READY = 400;
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 /** An error in OIP's form, `{"error": "<message>"}`, with the status from the one code table. */
 export function sendOipError(res: Response, err: unknown): void {

@@ -20,7 +20,8 @@ export function decodeBase64(value: unknown, field: string): Buffer {
   return Buffer.from(text, BASE64.test(text) ? 'base64' : 'base64url');
 }
 
-function isObject(v: unknown): v is Record<string, unknown> {
+/** A JSON object (not null, not an array). */
+export function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 

@@ -49,7 +49,7 @@ class Parser {
   ws(): void {
     const b = this.b;
     let p = this.pos;
-    while (p < b.length && (b[p] === SPACE || b[p] === LF || b[p] === CR || b[p] === TAB)) p++;
+    while (p < b.length && isSpace(b[p])) p++;
     this.pos = p;
   }
 
@@ -134,6 +134,7 @@ class Parser {
         out = grown;
       }
       out[n++] = v;
+      // isSpace written out: in this loop a call measured 5% slower (c may be undefined past the end).
       while (c === SPACE || c === LF || c === CR || c === TAB) c = b[++p];
       p++;
       if (c === CLOSE_BRACKET) break;
@@ -211,7 +212,8 @@ class Parser {
   }
 }
 
-function isSpace(c: number): boolean {
+/** JSON whitespace: space, line feed, carriage return, tab. */
+export function isSpace(c: number): boolean {
   return c === SPACE || c === LF || c === CR || c === TAB;
 }
 
