@@ -14,7 +14,9 @@ import os from 'node:os';
 import { expectedCalibrationError } from '../monitoring/calibration';
 import type { ModelFormat, Precision } from '../models/manifest';
 import type { LoadedModel } from '../models/model';
+import { PRECISIONS } from '../core/runtime-settings';
 import { argmax, loadArtifact, predictMany, runtimeFactory } from './artifact';
+import { commandLine } from './cli';
 import { readTestSet } from './fashion-mnist';
 
 export interface Evaluation {
@@ -146,23 +148,22 @@ function printTable(e: Evaluation): void {
 }
 
 async function main(argv: string[]): Promise<void> {
-  const option = (name: string, fallback: string) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : fallback);
-  const values = new Set(['--runtime', '--precision', '--threads'].map((o) => argv.indexOf(o) + 1).filter((i) => i > 0));
-  const dir = argv.find((a, i) => !a.startsWith('--') && !values.has(i));
-  const runtimeArg = option('--runtime', 'onnx');
-  const precision = option('--precision', 'float32');
-  const threads = Number(option('--threads', '2'));
+  const cli = commandLine(argv, ['--runtime', '--precision', '--threads']);
+  const dir = cli.positional;
+  const runtimeArg = cli.option('--runtime', 'onnx');
+  const precision = cli.option('--precision', 'float32');
+  const threads = Number(cli.option('--threads', '2'));
   if (
     !dir ||
     (runtimeArg !== 'onnx' && runtimeArg !== 'tfjs') ||
-    (precision !== 'float32' && precision !== 'int8') ||
+    !(PRECISIONS as readonly string[]).includes(precision) ||
     !(Number.isInteger(threads) && threads >= 1)
   ) {
     console.error('usage: evaluate <artifact-dir> [--runtime onnx|tfjs] [--precision float32|int8] [--threads N] [--json]');
     process.exit(2);
   }
   const result = await evaluate(dir, runtimeArg, precision as Precision, threads);
-  if (argv.includes('--json')) console.log(JSON.stringify(result));
+  if (cli.flag('--json')) console.log(JSON.stringify(result));
   else printTable(result);
 }
 

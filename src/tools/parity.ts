@@ -15,7 +15,9 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ModelFormat, Precision } from '../models/manifest';
+import { PRECISIONS } from '../core/runtime-settings';
 import { argmax, loadArtifact, predictMany, runtimeFactory } from './artifact';
+import { commandLine } from './cli';
 import { readTestSet } from './fashion-mnist';
 
 export interface ParityResult {
@@ -31,8 +33,6 @@ export interface ParityResult {
 }
 
 export interface ParityOptions {
-  tolerance?: number;
-  formats?: ModelFormat[];
   precision?: Precision;
   /** int8: the least top-1 agreement with PyTorch that passes. */
   minAgreement?: number;
@@ -44,7 +44,7 @@ export async function checkParity(
   dir: string,
   tolerance = 1e-4,
   formats?: ModelFormat[],
-  opts: Omit<ParityOptions, 'tolerance' | 'formats'> = {},
+  opts: ParityOptions = {},
 ): Promise<ParityResult[]> {
   const precision = opts.precision ?? 'float32';
   const minAgreement = opts.minAgreement ?? INT8_MIN_AGREEMENT;
@@ -87,12 +87,12 @@ export async function checkParity(
 }
 
 async function main(argv: string[]): Promise<void> {
-  const values = new Set(['--tolerance', '--precision', '--min-agreement'].map((o) => argv.indexOf(o) + 1).filter((i) => i > 0));
-  const dir = argv.find((a, i) => !a.startsWith('--') && !values.has(i));
-  const tol = argv.includes('--tolerance') ? Number(argv[argv.indexOf('--tolerance') + 1]) : 1e-4;
-  const precision = argv.includes('--precision') ? argv[argv.indexOf('--precision') + 1] : 'float32';
-  const minAgreement = argv.includes('--min-agreement') ? Number(argv[argv.indexOf('--min-agreement') + 1]) : INT8_MIN_AGREEMENT;
-  if (!dir || !(tol > 0) || (precision !== 'float32' && precision !== 'int8') || !(minAgreement > 0 && minAgreement <= 1)) {
+  const cli = commandLine(argv, ['--tolerance', '--precision', '--min-agreement']);
+  const dir = cli.positional;
+  const tol = Number(cli.option('--tolerance', '1e-4'));
+  const precision = cli.option('--precision', 'float32');
+  const minAgreement = Number(cli.option('--min-agreement', String(INT8_MIN_AGREEMENT)));
+  if (!dir || !(tol > 0) || !(PRECISIONS as readonly string[]).includes(precision) || !(minAgreement > 0 && minAgreement <= 1)) {
     console.error('usage: parity <artifact-dir> [--tolerance 1e-4] [--precision float32|int8] [--min-agreement 0.995]');
     process.exit(2);
   }
