@@ -114,10 +114,10 @@ class InferenceWorker {
     });
   }
 
-  run(input: Float32Array, batch: number, perImage: number): Promise<Float32Array> {
+  run(input: Float32Array, batch: number): Promise<Float32Array> {
     if (this.failure) return Promise.reject(this.failure);
     // A buffer of its own to transfer: the caller keeps reading its input (scores, payload log).
-    const copy = input.slice(0, batch * perImage);
+    const copy = input.slice();
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
@@ -158,15 +158,12 @@ class InferenceWorker {
 class WorkerRuntime implements InferenceRuntime {
   readonly format = 'onnx' as const;
   private current: Promise<InferenceWorker> | undefined;
-  private readonly perImage: number;
 
   constructor(
     private readonly init: WorkerInit,
     private readonly label: string,
     readonly backend: string,
-  ) {
-    this.perImage = init.dims.reduce((a, b) => a * b, 1);
-  }
+  ) {}
 
   /** Start the first thread: the session's input and output names, or the load error. */
   async open(): Promise<{ inputs: string[]; outputs: string[] }> {
@@ -195,7 +192,7 @@ class WorkerRuntime implements InferenceRuntime {
   async run(input: Float32Array, batch: number): Promise<Float32Array> {
     this.current ??= this.spawn().then((s) => s.worker);
     const worker = await this.current;
-    return worker.run(input, batch, this.perImage);
+    return worker.run(input, batch);
   }
 
   async dispose(): Promise<void> {
