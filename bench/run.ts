@@ -195,13 +195,17 @@ function multipart(png: Buffer): { body: Buffer; contentType: string } {
   return { body, contentType: `multipart/form-data; boundary=${boundary}` };
 }
 
-/** The built service on free ports with `env` (and the routing file), ready. */
+/**
+ * The built service on free ports with `env` and a routing file (undefined:
+ * the shipped one, both models), ready; `readyMs` from its start to ready.
+ */
 async function serve(
-  routing: string,
+  routing: string | undefined,
   env: Record<string, string> = {},
   cpus?: string,
-): Promise<{ base: string; grpcPort: number; child: ChildProcess }> {
+): Promise<{ base: string; grpcPort: number; child: ChildProcess; readyMs: number }> {
   const [httpPort, grpcPort] = [await freePort(), await freePort()];
+  const t0 = performance.now();
   const child = startChild(
     process.execPath,
     ['dist/src/main.js'],
@@ -211,7 +215,7 @@ async function serve(
       METRICS_PORT: '0',
       HOST: '127.0.0.1',
       LOG_LEVEL: 'warn',
-      ROUTING_FILE: routing,
+      ...(routing ? { ROUTING_FILE: routing } : {}),
       ...env,
     },
     ROOT,
@@ -219,7 +223,7 @@ async function serve(
   );
   const base = `http://127.0.0.1:${httpPort}`;
   await waitFor(`${base}/readyz`, child);
-  return { base, grpcPort, child };
+  return { base, grpcPort, child, readyMs: performance.now() - t0 };
 }
 
 /**
@@ -545,35 +549,18 @@ async function main(): Promise<void> {
   log('== both models: start-up time and memory');
   /** Start the service with both models (the shipped routing), time it to ready, and read its memory idle and after a load. */
   const startup = async (env: Record<string, string>) => {
-    const [httpPort, grpcPort] = [await freePort(), await freePort()];
-    const t0 = performance.now();
-    const child = startChild(process.execPath, ['dist/src/main.js'], {
-      HTTP_PORT: String(httpPort),
-      GRPC_PORT: String(grpcPort),
-      METRICS_PORT: '0',
-      HOST: '127.0.0.1',
-      LOG_LEVEL: 'warn',
-      ...env,
-    });
-    await waitFor(`http://127.0.0.1:${httpPort}/readyz`, child);
-    const readyMs = performance.now() - t0;
+    const { child, base, readyMs } = await serve(undefined, env);
     const rssIdle = rssMb(child.pid!);
-    await httpLoad({
-      url: `http://127.0.0.1:${httpPort}/v1/classify`,
-      body: json,
-      contentType: 'application/json',
-      connections: 64,
-      seconds,
-    });
-    return { child, httpPort, readyMs, rssIdle, rssLoaded: rssMb(child.pid!) };
+    await httpLoad({ url: `${base}/v1/classify`, body: json, contentType: 'application/json', connections: 64, seconds });
+    return { child, base, readyMs, rssIdle, rssLoaded: rssMb(child.pid!) };
   };
   const int8Everywhere = models.every((m) => hasInt8(path.join(ROOT, 'models', m, '1')));
   const quantized = int8Everywhere ? await startup({ MODEL_PRECISION: 'int8' }) : undefined;
   if (quantized) await stopChild(quantized.child);
-  const { child: svc, httpPort, readyMs, rssIdle, rssLoaded } = await startup({});
+  const { child: svc, base, readyMs, rssIdle, rssLoaded } = await startup({});
   // SIGTERM halfway through a load: how long the drain and exit take with requests in flight.
   const drainLoad = httpLoad({
-    url: `http://127.0.0.1:${httpPort}/v1/classify`,
+    url: `${base}/v1/classify`,
     body: json,
     contentType: 'application/json',
     connections: 64,
