@@ -89,3 +89,17 @@ def test_a_tampered_artifact_is_refused(tiny_run, tmp_path):
     proc = subprocess.run(["node", str(PARITY), str(out)], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode != 0
     assert "does not match its sha256" in proc.stderr
+
+
+def test_the_deep_recipe_shape_packages_and_passes_parity(tmp_path):
+    """baseline/2's shape (six convolutions, three pools: 28 -> 14 -> 7 -> 3)
+    goes through the same export, manifest and parity as baseline/1's."""
+    net = CnnConfig(conv_channels=(4, 4, 8, 8, 16, 16), pool_after=(1, 3, 5), dense=16)
+    cfg = TrainConfig(seed=3, epochs=1, train_limit=200, batch_size=32, max_lr=2e-3, net=net.to_dict(),
+                      erase_p=0.5, bf16=True)
+    train(cfg, tmp_path / "run", log=lambda *_: None)
+    out = tmp_path / "deep" / "1"
+    manifest = package(tmp_path / "run", "deep", "1", out)
+    assert manifest["evaluation"]["samples"] == 10000
+    assert manifest["parameters"] == count_params(Cnn(net))
+    service_parity(out)
