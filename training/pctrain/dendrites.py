@@ -45,8 +45,16 @@ def _per_channel(p: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return p.view(1, -1, *([1] * (like.dim() - 2)))
 
 
-def fresh_dendrite(neuron: Neuron) -> Neuron:
-    """A copy of the neuron's op and batch norm with small N(0,1)*0.01 weights."""
+def fresh_dendrite(neuron: Neuron, bn_scale: float | None = None) -> Neuron:
+    """A copy of the neuron's op and batch norm with small N(0,1)*0.01 weights.
+
+    The batch norm rescales whatever the op computes to unit variance, so the
+    small weights alone do not make a small dendrite: with its scale reset
+    to 1 the sigmoid's input is N(0, 1) from the first step. `bn_scale` sets
+    the norm's scale instead, so the sigmoid starts near its linear middle
+    with an input of standard deviation `bn_scale` (an initialization that
+    survives normalization); None keeps the scale 1 the first study used.
+    """
     d = Neuron(copy.deepcopy(neuron.op), copy.deepcopy(neuron.bn))
     with torch.no_grad():
         d.op.weight.normal_(0.0, 1.0).mul_(DENDRITE_INIT_STD)
@@ -54,6 +62,9 @@ def fresh_dendrite(neuron: Neuron) -> Neuron:
             d.op.bias.zero_()
     if isinstance(d.bn, (nn.BatchNorm1d, nn.BatchNorm2d)):
         d.bn.reset_parameters()  # weight 1, bias 0, running stats reset
+        if bn_scale is not None:
+            with torch.no_grad():
+                d.bn.weight.fill_(bn_scale)
     return d
 
 
@@ -82,10 +93,10 @@ class DendriticNeuron(nn.Module):
     def count(self) -> int:
         return len(self.dendrites)
 
-    def add_dendrite(self) -> None:
+    def add_dendrite(self, bn_scale: float | None = None) -> None:
         k, c = self.count, self.channels
         device = self.op.weight.device
-        self.dendrites.append(fresh_dendrite(Neuron(self.op, self.bn)).to(device))
+        self.dendrites.append(fresh_dendrite(Neuron(self.op, self.bn), bn_scale).to(device))
         self.u.append(nn.Parameter(torch.zeros(c, device=device)))
         self.v.append(nn.Parameter(torch.zeros(k, c, device=device)))
 
@@ -195,10 +206,11 @@ def dendritic_neurons(model: nn.Module) -> dict[str, DendriticNeuron]:
     return {n: m for n, m in model.neurons.items() if isinstance(m, DendriticNeuron)}
 
 
-def add_dendrites(model: nn.Module) -> None:
-    """Add one fresh dendrite to every wrapped neuron."""
+def add_dendrites(model: nn.Module, count: int = 1, bn_scale: float | None = None) -> None:
+    """Add `count` fresh dendrites to every wrapped neuron (see `fresh_dendrite` for `bn_scale`)."""
     for neuron in dendritic_neurons(model).values():
-        neuron.add_dendrite()
+        for _ in range(count):
+            neuron.add_dendrite(bn_scale)
 
 
 def freeze_dendrites(model: nn.Module) -> None:
@@ -274,7 +286,7 @@ def add_dendrites_from_state(model: nn.Module, state: dict) -> nn.Module:
 class ScheduleConfig:
     patience: int = 2          # epochs without a new best that end a cycle
     cycle_epochs: int = 4      # longest cycle (its learning-rate schedule spans this)
-    max_additions: int = 2     # dendrites per neuron at most
+    max_additions: int = 2     # dendrite additions at most (each adds `per_addition` dendrites per neuron)
     max_retries: int = 1       # fresh-dendrite retries after a cycle without a new best
     min_delta: float = 0.0     # a new best must beat the old one by more than this
     judge_at_end: bool = False  # True: no early stop inside a cycle; it is judged once its LR decay has run out
@@ -283,7 +295,7 @@ class ScheduleConfig:
 @dataclass
 class ScheduleState:
     best: float = -1.0
-    additions: int = 0         # dendrite additions that currently stand (= dendrites per neuron)
+    additions: int = 0         # dendrite additions that currently stand
     retries: int = 0           # retries used since the last improving cycle
     cycle: int = 0
     cycle_epoch: int = 0

@@ -26,13 +26,14 @@ import torch
 from . import data as fdata
 from .checkpoints import best_checkpoint, load_model, write_final
 from .augment import shift_and_flip
-from .dendrites import (ADD, RETRY, STOP, DendriteSchedule, ScheduleConfig, add_dendrites, candidate_step,
+from .dendrites import (ADD, DENDRITE_INIT_STD, RETRY, STOP, DendriteSchedule, ScheduleConfig, add_dendrites, candidate_step,
                         dendrite_counts, dendritic_neurons, freeze_dendrites, make_dendritic)
 from .nets import count_params
 from .train import TrainConfig, Trainer, accuracy, predict_logits, set_determinism, training_data
 
 DEFAULT_LAYERS = ("conv1", "conv2", "conv3", "conv4")
 DEFAULT_MAX_LR = 5e-4
+FIRST_STEPS = 20  # the candidate objective's starting level: its mean over the phase's first steps
 GRADIENT, PERFORATED = "gradient", "perforated"
 
 
@@ -44,15 +45,25 @@ class CandidateConfig:
     lr: float = 1e-3      # Adam, constant
 
 
+@dataclass(frozen=True)
+class NewDendrites:
+    """What one addition gives every wrapped neuron."""
+
+    per_addition: int = 1            # dendrites added at once (the dendrite-count sweep adds 1, 2, 4 or 8)
+    bn_scale: float | None = None    # the new dendrite's norm scale (`fresh_dendrite`); None: 1
+
+
 class Grower:
     """The dendritic training loop around a `Trainer` (data, epochs, optimizer)."""
 
     def __init__(self, out: Path, meta: dict, cfg: TrainConfig, schedule: DendriteSchedule,
-                 layers: list[str], ds: fdata.FashionMnist, log=print, candidates: CandidateConfig | None = None):
+                 layers: list[str], ds: fdata.FashionMnist, log=print, candidates: CandidateConfig | None = None,
+                 new: NewDendrites = NewDendrites()):
         self.out, self.meta, self.cfg, self.schedule, self.layers, self.log = out, meta, cfg, schedule, layers, log
         norm = meta["normalization"]
         self.ds, self.mean, self.std = ds, norm["mean"], norm["std"]
         self.candidates = candidates  # None: gradient-descent dendrites
+        self.new = new
         self.trainer: Trainer | None = None
 
     @property
@@ -74,6 +85,8 @@ class Grower:
         The network is frozen (inference mode, no updates) and every u is
         still zero, so the loss and its gradients are the network's own; only
         the candidates' weights, batch norms and cascade weights v change.
+        The objective is logged as its mean over the first steps and over
+        each epoch, so a phase too short to improve it shows as such.
         """
         t, cc = self.trainer, self.candidates
         neurons = list(dendritic_neurons(model).values())
@@ -82,7 +95,7 @@ class Grower:
         model.eval()
         for n in neurons:
             n.dendrites[-1].train()
-        t0, total, steps = time.time(), 0.0, 0
+        t0, first, per_epoch = time.time(), [], []
         for _ in range(cc.epochs):
             perm = torch.randperm(len(t.y_train), generator=t.gen)
             total, steps = 0.0, 0
@@ -91,11 +104,16 @@ class Grower:
                 if len(idx) < 2:  # the candidates' batch norms need two samples
                     continue
                 x = shift_and_flip(t.x_train[idx], self.cfg.max_shift, self.cfg.flip_p, t.gen)
-                total += candidate_step(model, x, t.y_train[idx], t.loss_fn, opt)
+                value = candidate_step(model, x, t.y_train[idx], t.loss_fn, opt)
+                if len(first) < FIRST_STEPS:
+                    first.append(value)
+                total += value
                 steps += 1
+            per_epoch.append(round(total / max(steps, 1), 8))
         seconds = time.time() - t0
         t.train_seconds += seconds
-        return {"objective": round(total / max(steps, 1), 8), "seconds": round(seconds, 1)}
+        return {"objective": per_epoch[-1], "perEpoch": per_epoch,
+                "firstSteps": round(sum(first) / max(len(first), 1), 8), "seconds": round(seconds, 1)}
 
     def attach(self, model: torch.nn.Module) -> None:
         """Train `model` from here on, with a fresh optimizer and LR schedule."""
@@ -115,7 +133,7 @@ class Grower:
         best = torch.load(self.out / "best.pt")
         model = self.model_from(best)
         if self.adds_dendrites:
-            add_dendrites(model)
+            add_dendrites(model, self.new.per_addition, self.new.bn_scale)
         row = {"event": event, "dendrites": dendrite_counts(model), "params": count_params(model)}
         if self.candidates is not None:
             row["candidates"] = self.train_candidates(model)
@@ -181,13 +199,15 @@ class Grower:
 def grow(base: Path, out: Path, sched: ScheduleConfig, layers: list[str], seed: int,
          max_lr: float = DEFAULT_MAX_LR, data_dir: str | None = None, log=print,
          candidates: CandidateConfig | None = None, train_overrides: dict | None = None,
-         continued: bool = False) -> dict:
+         continued: bool = False, new: NewDendrites = NewDendrites()) -> dict:
     """Grow (or resume growing) dendrites on `base`'s best checkpoint into `out`.
 
     `candidates` set: perforated training (each new dendrite set goes through
     the dendrite phase, then is frozen); None: gradient-descent dendrites.
     A finished run (one with `final.pt`) is left as it is.
     """
+    if new.per_addition > 1 and candidates is not None:
+        raise ValueError("the perforated dendrite phase trains one new dendrite per neuron at a time")
     if (out / "final.pt").exists():
         ck = torch.load(out / "final.pt")
         return {"best_val": ck["best_val"], "train_seconds": ck["train_seconds"], "finished": True,
@@ -209,13 +229,14 @@ def grow(base: Path, out: Path, sched: ScheduleConfig, layers: list[str], seed: 
                            + ("" if continued else ", ".join(layers)),
             "base_run": str(base), "base_train_seconds": base_meta.get("wall_seconds", base_ck["train_seconds"]),
             "dendrites": {"layers": [], "method": "none"} if continued else
-                         {"layers": list(layers), "init_std": 0.01,
+                         {"layers": list(layers), "init_std": DENDRITE_INIT_STD, "per_addition": new.per_addition,
+                          "bn_scale": new.bn_scale,
                           "method": GRADIENT if candidates is None else PERFORATED,
                           **({"candidates": asdict(candidates)} if candidates is not None else {})},
             "schedule": asdict(sched)}
     ds = training_data(cfg)  # a limited-data base grows on the same images it was trained on
     (out / "config.json").write_text(json.dumps(meta, indent=1))
-    grower = Grower(out, meta, cfg, DendriteSchedule(sched), list(layers), ds, log, candidates)
+    grower = Grower(out, meta, cfg, DendriteSchedule(sched), list(layers), ds, log, candidates, new)
     if (out / "last.pt").exists():
         ck = torch.load(out / "last.pt")
         grower.schedule = DendriteSchedule.from_state(sched, ck["schedule"])
@@ -256,15 +277,22 @@ def main(argv=None) -> None:
     p.add_argument("--dendrite-lr-scale", type=float, default=1.0, help="dendrites train at --max-lr times this")
     p.add_argument("--no-decay-norm-dendrites", action="store_true",
                    help="no weight decay on dendrites, norm scales and shifts, or biases")
+    p.add_argument("--per-addition", type=int, default=1,
+                   help="dendrites each addition gives every wrapped neuron (gradient method only)")
+    p.add_argument("--dendrite-bn-scale", type=float, default=None,
+                   help="a new dendrite's norm scale, so its small start survives normalization (default 1)")
     p.add_argument("--data-dir", default=None)
     a = p.parse_args(argv)
+    if a.per_addition < 1:
+        p.error("--per-addition must be at least 1")
     sched = ScheduleConfig(patience=a.patience, cycle_epochs=a.cycle_epochs, max_additions=a.max_additions,
                            max_retries=a.max_retries, min_delta=a.min_delta, judge_at_end=a.judge_at_end)
     candidates = CandidateConfig(a.candidate_epochs, a.candidate_lr) if a.method == PERFORATED else None
     overrides = {"warmup_epochs": a.warmup_epochs, "dendrite_lr_scale": a.dendrite_lr_scale,
                  "decay_norm_and_dendrites": not a.no_decay_norm_dendrites}
     print(json.dumps(grow(a.base, a.out, sched, a.layers, a.seed, a.max_lr, a.data_dir, candidates=candidates,
-                          train_overrides=overrides, continued=a.continued)))
+                          train_overrides=overrides, continued=a.continued,
+                          new=NewDendrites(a.per_addition, a.dendrite_bn_scale))))
 
 
 if __name__ == "__main__":

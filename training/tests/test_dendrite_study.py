@@ -8,7 +8,7 @@ import math
 import torch
 
 from pctrain.dendrites import ADD, CONTINUE, RETRY, STOP, DendriteSchedule, ScheduleConfig, add_dendrites, make_dendritic
-from pctrain.grow import grow
+from pctrain.grow import NewDendrites, grow
 from pctrain.nets import Cnn, CnnConfig
 from pctrain.train import TrainConfig, Trainer, is_dendrite_parameter, train
 
@@ -116,6 +116,41 @@ def test_a_growth_run_records_and_uses_the_fair_options(tmp_path):
     cycle1 = [r for r in history if r.get("cycle") == 1]
     assert len(cycle1) == 2, "a judged-at-end cycle runs its whole length"
     assert torch.load(tmp_path / "dendritic-seed1" / "final.pt")["best_val"] >= history[0]["val_acc"]
+
+
+def test_a_dendrite_norm_scale_keeps_the_new_dendrite_small_after_normalization():
+    x = torch.randn(32, 4, 28, 28)
+    reset, scaled = (make_dendritic(Cnn(SMALL), ["conv2"]) for _ in range(2))
+    add_dendrites(reset)
+    add_dendrites(scaled, bn_scale=0.01)
+    pre = []
+    for m in (reset, scaled):
+        d = m.neurons["conv2"].dendrites[0].train()
+        pre.append(d(x).std().item())
+    assert 0.8 < pre[0] < 1.2, "with the norm's scale reset to 1 the 0.01 weights are normalized away"
+    assert 0.005 < pre[1] < 0.015, "a norm scale of 0.01 keeps the dendrite's input to its sigmoid small"
+
+
+def test_one_addition_can_give_each_neuron_several_dendrites(tmp_path):
+    base = tmp_path / "baseline-seed1"
+    train(TrainConfig(seed=3, epochs=1, train_limit=200, batch_size=32, net=SMALL.to_dict(), threads=1), base, log=lambda *_: None)
+    sched = ScheduleConfig(cycle_epochs=1, max_additions=1, max_retries=0, judge_at_end=True)
+    out = tmp_path / "dendritic-4"
+    result = grow(base, out, sched, ["conv2", "fc1"], seed=3, log=lambda *_: None, new=NewDendrites(4, 0.05))
+    meta = json.loads((out / "config.json").read_text())
+    assert (meta["dendrites"]["per_addition"], meta["dendrites"]["bn_scale"]) == (4, 0.05)
+    history = json.loads((out / "history.json").read_text())
+    assert [r["dendrites"] for r in history if "cycle" in r] == [4], "the one cycle trained four dendrites a neuron"
+    kept = history[1]["val_acc"] > history[0]["val_acc"]
+    assert meta["dendrites"]["perLayer"] == ({"conv2": 4, "fc1": 4} if kept else {"conv2": 0, "fc1": 0})
+    assert result["dendrites"] == meta["dendrites"]["perLayer"]
+    import pytest
+
+    with pytest.raises(ValueError, match="one new dendrite"):
+        from pctrain.grow import CandidateConfig
+
+        grow(base, tmp_path / "pb", sched, ["conv2"], seed=3, log=lambda *_: None,
+             candidates=CandidateConfig(), new=NewDendrites(2))
 
 
 def test_the_continued_control_runs_the_same_cycles_without_dendrites(tmp_path):

@@ -305,11 +305,13 @@ def test_perforated_growth_run(tiny_growth, tmp_path):
     root, sched, *_ = tiny_growth
     out = tmp_path / "dendritic-pb-seed1"
     result = grow(root / "baseline-seed1", out, sched, ["conv2", "fc1"], seed=2, log=lambda *_: None,
-                  candidates=CandidateConfig(epochs=1))
+                  candidates=CandidateConfig(epochs=2))
     meta = json.loads((out / "config.json").read_text())
-    assert meta["dendrites"]["method"] == "perforated" and meta["dendrites"]["candidates"]["epochs"] == 1
+    assert meta["dendrites"]["method"] == "perforated" and meta["dendrites"]["candidates"]["epochs"] == 2
     history = json.loads((out / "history.json").read_text())
-    assert history[0]["candidates"]["objective"] > 0  # the first dendrite phase ran before epoch 1
+    phase = history[0]["candidates"]  # the first dendrite phase ran before epoch 1
+    assert phase["objective"] > 0 and phase["firstSteps"] > 0
+    assert len(phase["perEpoch"]) == 2 and phase["objective"] == phase["perEpoch"][-1]
     assert history[-1]["after"] == "stop" and set(result["dendrites"]) == {"conv2", "fc1"}
     assert (out / "final.pt").exists()
     # Both methods grow on the same base runs: the plot gives each its own panel.
