@@ -5,8 +5,8 @@
 
 Each object: experiment, kind, seed, width (frontier), dataFraction
 (limited data), dendritesPerNeuron, parameters, macs, validationAccuracy,
-testAccuracy and run (a directory under training/runs/ holding the run's
-config, history and test predictions). The model recorded is the run's
+testAccuracy and run (the path of a directory under training/runs/ holding the run's
+config, history and test predictions, e.g. `study/frontier/dendritic-seed1`). The model recorded is the run's
 validation-chosen best checkpoint; its test predictions are computed once
 and cached beside its weights (`test-predictions.json`), so recording a run
 again reads the test set no second time. A run recorded again replaces its
@@ -28,16 +28,30 @@ EXPERIMENTS = ("shipped-base", "frontier", "limited-data", "dendrite-count")
 KINDS = ("dendritic", "dendritic-pb", "continued", "param-matched", "mac-matched", "plain", "base")
 
 
+def run_name(run: Path, runs: Path | None = None) -> str:
+    """The run's directory as a path under `runs` (training/runs/), else its own name."""
+    if runs is not None:
+        try:
+            return run.resolve().relative_to(runs.resolve()).as_posix()
+        except ValueError:
+            pass
+    return run.name
+
+
 def entry(run: Path, experiment: str, kind: str, seed: int, ds: fdata.FashionMnist,
-          width: float | None = None, data_fraction: float | None = None) -> dict:
+          width: float | None = None, data_fraction: float | None = None, runs: Path | None = None) -> dict:
+    """`run`'s study object. width: required in the frontier experiment; dataFraction: in the
+    limited-data one; the dendrite-count sweep carries whichever its setting has."""
     if experiment not in EXPERIMENTS:
         raise ValueError(f"experiment {experiment!r} is not one of {', '.join(EXPERIMENTS)}")
     if kind not in KINDS:
         raise ValueError(f"kind {kind!r} is not one of {', '.join(KINDS)}")
-    if (experiment == "frontier") != (width is not None):
-        raise ValueError("width is given for the frontier experiment, and only for it")
-    if (experiment == "limited-data") != (data_fraction is not None):
-        raise ValueError("dataFraction is given for the limited-data experiment, and only for it")
+    sweep = experiment == "dendrite-count"
+    if (experiment == "frontier") != (width is not None) and not sweep:
+        raise ValueError("width is given for the frontier experiment (or the dendrite-count sweep), and only there")
+    if (experiment == "limited-data") != (data_fraction is not None) and not sweep:
+        raise ValueError("dataFraction is given for the limited-data experiment (or the dendrite-count sweep), "
+                         "and only there")
     model, meta, ck = load_run(run)
     pred = test_predictions(run, model, meta, ck, ds)
     return {
@@ -47,7 +61,7 @@ def entry(run: Path, experiment: str, kind: str, seed: int, ds: fdata.FashionMni
         "dendritesPerNeuron": max(dendrite_counts(model).values(), default=0),
         "parameters": count_params(model), "macs": count_macs(model),
         "validationAccuracy": float(ck["best_val"]), "testAccuracy": float((pred == ds.test.labels).mean()),
-        "run": run.name,
+        "run": run_name(run, runs),
     }
 
 
@@ -69,9 +83,10 @@ def main(argv=None) -> None:
     p.add_argument("--width", type=float, default=None)
     p.add_argument("--data-fraction", type=float, default=None)
     p.add_argument("--study", type=Path, default=Path("results/study.json"))
+    p.add_argument("--runs", type=Path, default=Path("runs"), help="run names are recorded relative to this")
     p.add_argument("--data-dir", default=None)
     a = p.parse_args(argv)
-    row = entry(a.run, a.experiment, a.kind, a.seed, fdata.load(a.data_dir), a.width, a.data_fraction)
+    row = entry(a.run, a.experiment, a.kind, a.seed, fdata.load(a.data_dir), a.width, a.data_fraction, a.runs)
     record(a.study, row)
     print(json.dumps(row))
 
