@@ -40,3 +40,14 @@ def best_checkpoint(run: Path) -> dict:
         if (run / name).exists():
             return torch.load(run / name)
     raise FileNotFoundError(f"{run} has neither best.pt nor final.pt: train it first")
+
+
+def find_base(run: Path, base_run: str) -> Path:
+    """The base run a grown run records (`base_run`, a path relative to training/ where
+    pctrain.grow ran), looked up from the current directory, then from each directory
+    above `run`, then beside `run`."""
+    rec = Path(base_run)
+    for cand in (rec, *(up / rec for up in run.resolve().parents), run.parent / rec.name):
+        if (cand / "config.json").exists():
+            return cand
+    raise FileNotFoundError(f"the base run {base_run!r} of {run} has no config.json here or beside the run")

@@ -27,6 +27,7 @@ import sys
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
+from .checkpoints import find_base
 from .nets import CnnConfig
 
 PARAMS, MACS = "params", "macs"
@@ -120,15 +121,6 @@ def match_width(net: CnnConfig, target: int, measure: str = PARAMS, step: float 
 
 
 # ---- a finished dendritic run ------------------------------------------
-def _find_base(run: Path, base_run: str) -> Path:
-    """The base run as recorded (relative to training/, where grow runs), else beside `run`."""
-    rec = Path(base_run)
-    for cand in (rec, run.parent / rec.name, run.parent.parent / rec):
-        if (cand / "config.json").exists():
-            return cand
-    raise FileNotFoundError(f"the base run {base_run!r} of {run} has no config.json here or beside the run")
-
-
 def growth_epochs(run: Path, ck: dict) -> int:
     """Epochs the dendritic run trained (rolled-back ones included): its history's last epoch."""
     hist = run / "history.json"
@@ -191,7 +183,7 @@ def controls(run: Path, out_dir: Path | None = None, python: str = sys.executabl
     meta, ck = t["meta"], t["ck"]
     if meta.get("kind") != "dendritic":
         raise ValueError(f"{run} is a {meta.get('kind')!r} run, not a dendritic one")
-    base = _find_base(run, meta["base_run"])
+    base = find_base(run, meta["base_run"])
     names = {f.name for f in fields(TrainConfig)}
     base_cfg = TrainConfig(**{k: v for k, v in json.loads((base / "config.json").read_text())["train"].items()
                               if k in names})

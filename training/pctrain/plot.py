@@ -17,15 +17,14 @@ import argparse
 import json
 from pathlib import Path
 
+from .checkpoints import find_base
 from .compare import RUN_NAME
 
 
 def series(run: Path) -> tuple[list[int], list[float], list[tuple[int, str]], str]:
     """Epochs, validation accuracies and (epoch, event) marks of a dendritic run and its base."""
     meta = json.loads((run / "config.json").read_text())
-    base = Path(meta["base_run"])
-    if not base.is_absolute():
-        base = run.parent / base.name
+    base = find_base(run, meta["base_run"])
     base_hist = json.loads((base / "history.json").read_text())
     grow_hist = json.loads((run / "history.json").read_text())
     xs = [r["epoch"] for r in base_hist]
