@@ -124,3 +124,14 @@ def test_the_count_sweep_goes_where_dendrites_gained_most_on_validation(tmp_path
     assert all(s.experiment == "dendrite-count" and s.record["width"] == 1.0 for s in steps)
     k4 = steps[2].command
     assert k4[k4.index("--per-addition") + 1] == "4" and k4[k4.index("--max-additions") + 1] == "1"
+
+
+def test_the_shipped_training_queue_names_modules_that_exist():
+    import importlib
+
+    from pctrain.queue import read_queue
+
+    cmds = read_queue(ex.Path(__file__).resolve().parents[1] / "queue.txt")
+    assert [c.argv[c.argv.index("-m") + 1] for c in cmds] == ["pctrain.recipe", "pctrain.experiments"]
+    for c in cmds:
+        importlib.import_module(c.argv[c.argv.index("-m") + 1])
