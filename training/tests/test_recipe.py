@@ -666,7 +666,7 @@ def test_the_ladder_keeps_a_change_only_when_it_beats_the_best(tmp_path, monkeyp
     runs = tmp_path / "runs"
     rows = recipe.run_ladder(runs, 30, 60, [1, 2, 3], tmp_path / "results", plan=False)
     by = {name: (args, seed, epochs) for name, args, seed, epochs in calls}
-    teacher_file = str(runs / "teachers" / "ensemble12.pt")
+    teacher_file = str(runs / "teachers" / recipe.TEACHER_FILE)
     assert by["recipe-erase"][0] == recipe.DEEP + ["--erase-p", "0.5"]
     assert by["recipe-ema"][0] == recipe.DEEP + ["--erase-p", "0.5", "--ema", "0.999"]
     assert by["recipe-cutmix"][0] == recipe.DEEP + ["--erase-p", "0.5", "--mix", "cutmix", "--mix-p", "0.5"]  # no EMA
@@ -675,7 +675,7 @@ def test_the_ladder_keeps_a_change_only_when_it_beats_the_best(tmp_path, monkeyp
     assert by["recipe-long"] == (best, 1, 60)
     assert by["baseline2-seed2"] == (best, 2, 60) and by["baseline2-seed3"] == (best, 3, 60)
     assert "baseline2-seed1" not in by  # seed 1 is recipe-long
-    assert built == [(runs / "teachers" / "ensemble12.pt", 5)]  # after the 5 runs before distill, once
+    assert built == [(runs / "teachers" / recipe.TEACHER_FILE, 5)]  # after the 5 runs before distill, once
     decided = {r["run"]: r.get("chosen", r.get("kept")) for r in rows}
     assert decided == {"recipe-arch-wide": False, "recipe-arch-deep": True, "recipe-erase": True, "recipe-ema": False,
                        "recipe-cutmix": True, "recipe-distill": False, "recipe-long": True,
