@@ -1,17 +1,29 @@
 /** Shared by the test suites: paths, a silent logger, in-process services. */
-import { appendFileSync, readFileSync } from 'node:fs';
+import { appendFileSync, readdirSync, readFileSync } from 'node:fs';
 import { cp, mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { type Config, loadConfig } from '../src/config';
+import { VERSION } from '../src/core/rules';
 import { type MetricsSources, ServiceMetrics } from '../src/monitoring/metrics';
 import { createService, type Service, type ServiceOptions } from '../src/service';
 import { type ContractWatch, watchContract } from './support/openapi-contract';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
 export const MODELS = path.join(ROOT, 'models');
-export const BASELINE = path.join(MODELS, 'baseline', '1');
+/** A shipped model's versions, oldest first: all are loaded, and a request without a version gets the last. */
+export function shippedVersions(name: string): string[] {
+  return readdirSync(path.join(MODELS, name), { withFileTypes: true })
+    .filter((d) => d.isDirectory() && VERSION.test(d.name))
+    .map((d) => d.name)
+    .sort((a, b) => Number(a) - Number(b));
+}
+/** The version that serves a request without one. */
+export const latestVersion = (name: string): string => shippedVersions(name).at(-1)!;
+export const BASELINE_VERSION = latestVersion('baseline');
+/** The baseline artifact that serves requests without a version. */
+export const BASELINE = path.join(MODELS, 'baseline', BASELINE_VERSION);
 export const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'fashion-mnist');
 
 export const silentLog = pino({ level: 'silent' });

@@ -8,13 +8,13 @@
  *
  * The images are the committed Fashion-MNIST fixtures (test/fixtures), and
  * each answer is checked against PyTorch's top-1 for that very image
- * (models/baseline/1/parity/reference.json), so nothing needs the dataset
+ * (the served baseline version's parity/reference.json), so nothing needs the dataset
  * installed.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
-import { argmax, BASELINE, fixtureBytes, fixtureImages, pytorchReference, startService } from '../helpers';
+import { argmax, BASELINE, BASELINE_VERSION, fixtureBytes, fixtureImages, pytorchReference, startService } from '../helpers';
 
 const N = 96;
 const MAX_BATCH = 32;
@@ -37,7 +37,8 @@ describe('micro-batching', () => {
 
   const histogram = async () => {
     const text = await (await fetch(`http://127.0.0.1:${service.metricsPort}/metrics`)).text();
-    const read = (name: string) => Number(new RegExp(`^${name}\\{model="baseline",version="1"\\} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
+    const read = (name: string) =>
+      Number(new RegExp(`^${name}\\{model="baseline",version="${BASELINE_VERSION}"\\} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
     return { calls: read('classifier_batch_size_count'), images: read('classifier_batch_size_sum') };
   };
 

@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import sharp from 'sharp';
 import { call, clients, type Clients, failure, listServices } from '../grpc-clients';
-import { fixtureBytes, fixtureImages, startService } from '../helpers';
+import { BASELINE_VERSION, fixtureBytes, fixtureImages, startService } from '../helpers';
 import { catalogPhoto } from '../images';
 import { spyOnServerStream } from '../support/grpc-stream-spy';
 import { nextEvent, withTimeout } from '../support/wait';
@@ -39,7 +39,7 @@ describe('gRPC classifier.v1.ProductClassifier', () => {
     const f = fixtures[0];
     const res = await call(c.product, 'Classify', { image: { encoded: fixtureBytes(f.file) }, top_k: 2 });
     assert.equal(res.model, 'baseline');
-    assert.equal(res.version, '1');
+    assert.equal(res.version, BASELINE_VERSION);
     assert.equal(res.arm, 'default');
     assert.equal(res.top.length, 2);
     assert.equal(res.label, res.top[0].label);
@@ -137,7 +137,7 @@ describe('gRPC classifier.v1.ProductClassifier', () => {
     const first = await call(c.product, 'SendFeedback', { prediction_id: res.prediction_id, label: f.label });
     assert.deepEqual(
       [first.accepted, first.correct, first.model, first.version, first.arm],
-      [true, res.label_index === f.labelIndex, 'baseline', '1', 'default'],
+      [true, res.label_index === f.labelIndex, 'baseline', BASELINE_VERSION, 'default'],
     );
     const again = await call(c.product, 'SendFeedback', { prediction_id: res.prediction_id, label_index: f.labelIndex });
     assert.equal(again.accepted, false);

@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import request from 'supertest';
 import { catalogPhoto, pngDeclaring } from '../images';
 import { AbRouter, parseRoutingConfig } from '../../src/routing/router';
-import { fixtureBytes, fixtureImages, startService } from '../helpers';
+import { BASELINE_VERSION, fixtureBytes, fixtureImages, startService } from '../helpers';
 
 const TOKEN = 'test-admin-token-0123456789';
 
@@ -34,7 +34,7 @@ describe('HTTP API', () => {
     it('classifies a multipart PNG upload', async () => {
       const res = await api.post('/v1/classify').attach('image', png, 'item.png').expect(200);
       assert.equal(res.body.model, 'baseline');
-      assert.equal(res.body.version, '1');
+      assert.equal(res.body.version, BASELINE_VERSION);
       assert.ok(res.body.predictionId);
       assert.equal(res.body.top.length, 3);
       assert.equal(res.body.label, res.body.top[0].label);

@@ -13,7 +13,16 @@ import sharp from 'sharp';
 import request from 'supertest';
 import { joinLengthPrefixed } from '../../src/transport/oip/codec';
 import { call, clients, type Clients, failure } from '../grpc-clients';
-import { argmax, BASELINE, fixtureBytes, fixtureImages, pytorchReference, startService } from '../helpers';
+import {
+  argmax,
+  BASELINE,
+  BASELINE_VERSION,
+  fixtureBytes,
+  fixtureImages,
+  pytorchReference,
+  shippedVersions,
+  startService,
+} from '../helpers';
 
 const fixtures = fixtureImages().slice(0, 6);
 const manifest = JSON.parse(readFileSync(path.join(BASELINE, 'manifest.json'), 'utf8'));
@@ -56,7 +65,7 @@ describe('Open Inference Protocol v2', () => {
       for (const url of ['/v2/models/baseline', '/v2/models/baseline/versions/1']) {
         const res = await api.get(url).expect(200);
         assert.equal(res.body.name, 'baseline');
-        assert.deepEqual(res.body.versions, ['1']);
+        assert.deepEqual(res.body.versions, shippedVersions('baseline'));
         assert.equal(res.body.platform, 'onnxruntime_onnx');
         assert.deepEqual(res.body.inputs, [
           { name: 'input', datatype: 'FP32', shape: [-1, 1, 28, 28] },
@@ -84,7 +93,7 @@ describe('Open Inference Protocol v2', () => {
         .send({ id: '42', inputs: [{ name: 'pixels', shape: [fixtures.length, 28, 28], datatype: 'UINT8', data: pixels.flat() }] })
         .expect(200);
       assert.equal(res.body.model_name, 'baseline');
-      assert.equal(res.body.model_version, '1');
+      assert.equal(res.body.model_version, BASELINE_VERSION);
       assert.equal(res.body.id, '42');
       const byName = Object.fromEntries(res.body.outputs.map((o: { name: string }) => [o.name, o]));
       assert.deepEqual(byName.probabilities.shape, [fixtures.length, 10]);
@@ -198,7 +207,7 @@ describe('Open Inference Protocol v2', () => {
         ],
       });
       assert.equal(fp32.id, 'req-1');
-      assert.equal(fp32.model_version, '1');
+      assert.equal(fp32.model_version, BASELINE_VERSION);
       const out = Object.fromEntries(fp32.outputs.map((o: { name: string }) => [o.name, o]));
       assert.deepEqual(out.label_index.contents.int64_contents, expectedTop1);
       assert.deepEqual(out.probabilities.shape, [fixtures.length, 10]);

@@ -16,7 +16,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import request from 'supertest';
-import { fixtureBytes, fixtureImages, startService, tempModelDir, type TestService } from '../helpers';
+import { fixtureBytes, fixtureImages, shippedVersions, startService, tempModelDir, type TestService } from '../helpers';
 
 const TOKEN = 'contract-admin-token-0123456789';
 const ORIGIN = 'https://shop.example.com';
@@ -340,10 +340,12 @@ describe('the OpenAPI document against the answers of models without an out-of-d
     // Copies of the shipped models without the `ood` block their manifests carry.
     const dir = await tempModelDir();
     for (const model of ['baseline', 'dendritic']) {
-      const file = path.join(dir, model, '1', 'manifest.json');
-      const manifest = JSON.parse(await readFile(file, 'utf8'));
-      delete manifest.ood;
-      await writeFile(file, JSON.stringify(manifest, null, 2));
+      for (const version of shippedVersions(model)) {
+        const file = path.join(dir, model, version, 'manifest.json');
+        const manifest = JSON.parse(await readFile(file, 'utf8'));
+        delete manifest.ood;
+        await writeFile(file, JSON.stringify(manifest, null, 2));
+      }
     }
     service = await startService({ MODEL_DIR: dir, ABSTAIN: 'ood+confidence', ABSTAIN_MIN_CONFIDENCE: '0.9' });
     api = request(`http://127.0.0.1:${service.port}`);

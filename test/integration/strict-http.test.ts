@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import request from 'supertest';
-import { fixtureBytes, fixtureImages, startService } from '../helpers';
+import { fixtureBytes, fixtureImages, shippedVersions, startService } from '../helpers';
 
 const png = fixtureBytes(fixtureImages()[0].file);
 const b64 = png.toString('base64');
@@ -103,7 +103,7 @@ describe('strict HTTP input', () => {
     const index = await api.post('/v2/repository/index').send({}).expect(200);
     assert.deepEqual(
       index.body.map((e: { name: string; version: string; state: string }) => `${e.name}/${e.version}:${e.state}`),
-      ['baseline/1:READY', 'dendritic/1:READY'],
+      ['baseline', 'dendritic'].flatMap((name) => shippedVersions(name).map((v) => `${name}/${v}:READY`)),
     );
   });
 });

@@ -20,7 +20,7 @@ import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
 import { createService, type Service } from '../../src/service';
 import { clients, type Clients } from '../grpc-clients';
-import { tempModelDir, testConfig } from '../helpers';
+import { BASELINE_VERSION, tempModelDir, testConfig } from '../helpers';
 import { describeFailures, grpcWorker, httpWorker, Traffic } from '../support/traffic';
 import { LogCapture } from '../support/wait';
 
@@ -128,16 +128,19 @@ describe('model versions changed under load', () => {
     const everyClientServed = () => traffic.everyWorkerSince(traffic.mark());
     await everyClientServed();
 
-    // A new version: loaded first, then swapped in; requests without a version move to it.
+    // A new version (the next after the shipped ones): loaded first, then swapped in; requests without a version move to it.
+    const shipped = BASELINE_VERSION;
+    const next = String(Number(shipped) + 1);
+    const corrupt = String(Number(shipped) + 2);
     const beforeAdd = performance.now();
-    await copyVersion(dir, 'baseline', '1', '2');
+    await copyVersion(dir, 'baseline', shipped, next);
     const added = await admin(s.port, 'POST', '/v1/admin/models/reload');
-    assert.deepEqual(added.body.loaded, ['baseline/2']);
+    assert.deepEqual(added.body.loaded, [`baseline/${next}`]);
     const afterAdd = performance.now();
     await everyClientServed();
 
-    // A corrupt new version: refused by its checksum; version 2 keeps serving.
-    const bad = await copyVersion(dir, 'baseline', '1', '3');
+    // A corrupt new version: refused by its checksum; the version before it keeps serving.
+    const bad = await copyVersion(dir, 'baseline', shipped, corrupt);
     const onnx = path.join(bad, 'model.onnx');
     const bytes = await readFile(onnx);
     bytes[bytes.length >> 1] ^= 0xff;
@@ -146,27 +149,27 @@ describe('model versions changed under load', () => {
     assert.equal(refused.body.ok, false);
     assert.deepEqual(
       refused.body.failed.map((f: { name: string; version: string }) => `${f.name}/${f.version}`),
-      ['baseline/3'],
+      [`baseline/${corrupt}`],
     );
     assert.match(refused.body.failed[0].error, /model\.onnx does not match its sha256/);
     await everyClientServed();
 
-    // Version 2 replaced in place (a new manifest): the old copy retires once its requests are done.
-    await editManifest(path.join(dir, 'baseline', '2'), (m) => {
+    // The new version replaced in place (a new manifest): the old copy retires once its requests are done.
+    await editManifest(path.join(dir, 'baseline', next), (m) => {
       m.description = `${m.description} (redeployed)`;
     });
     const replaced = await admin(s.port, 'POST', '/v1/admin/models/reload');
-    assert.deepEqual(replaced.body.loaded, ['baseline/2']);
+    assert.deepEqual(replaced.body.loaded, [`baseline/${next}`]);
     await everyClientServed();
 
-    // Version 2 replaced in place by a broken copy: refused, the running copy stays.
-    await editManifest(path.join(dir, 'baseline', '2'), (m) => {
+    // Replaced in place by a broken copy: refused, the running copy stays.
+    await editManifest(path.join(dir, 'baseline', next), (m) => {
       (m.files as Record<string, string>)['model.onnx'] = '0'.repeat(64);
     });
     const brokenInPlace = await admin(s.port, 'POST', '/v1/admin/models/reload');
     assert.deepEqual(brokenInPlace.body.failed.map((f: { name: string; version: string }) => `${f.name}/${f.version}`).sort(), [
-      'baseline/2',
-      'baseline/3',
+      `baseline/${next}`,
+      `baseline/${corrupt}`,
     ]);
     await everyClientServed();
 
@@ -176,23 +179,25 @@ describe('model versions changed under load', () => {
     const clients = (os: typeof outcomes) => new Set(os.map((o) => o.worker)).size;
     const early = outcomes.filter((o) => o.answeredAt < beforeAdd);
     assert.equal(clients(early), workers.length, 'every client was answered before the first reload');
-    assert.deepEqual([...new Set(early.map((o) => o.version))], ['1'], 'by version 1');
+    assert.deepEqual([...new Set(early.map((o) => o.version))], [shipped], 'by the shipped version');
     const late = traffic.sentAfter(afterAdd);
     assert.equal(clients(late), workers.length, 'every client sent requests after the reload');
-    assert.deepEqual([...new Set(late.map((o) => o.version))], ['2'], 'after the reload every answer comes from version 2');
+    assert.deepEqual([...new Set(late.map((o) => o.version))], [next], 'after the reload every answer comes from the new version');
 
     const metrics = await (await fetch(`http://127.0.0.1:${s.metricsPort}/metrics`)).text();
-    assert.match(metrics, /classifier_model_load_failures_total\{model="baseline",version="3"\} 3/); // refused at each of the 3 reloads after it appeared
-    assert.match(metrics, /classifier_model_load_failures_total\{model="baseline",version="2"\} 1/);
+    const loadMetric = (family: string, version: string, value: number) =>
+      new RegExp(`^${family}\\{model="baseline",version="${version}"\\} ${value}$`, 'm');
+    assert.match(metrics, loadMetric('classifier_model_load_failures_total', corrupt, 3)); // refused at each of the 3 reloads after it appeared
+    assert.match(metrics, loadMetric('classifier_model_load_failures_total', next, 1));
     // The state the ClassifierModelRefused alert reads: both refused at the last reload.
-    assert.match(metrics, /classifier_model_load_failed\{model="baseline",version="2"\} 1/);
-    assert.match(metrics, /classifier_model_load_failed\{model="baseline",version="3"\} 1/);
+    assert.match(metrics, loadMetric('classifier_model_load_failed', next, 1));
+    assert.match(metrics, loadMetric('classifier_model_load_failed', corrupt, 1));
     const failures = log.lines.filter((l) => l.model === 'baseline');
     assert.deepEqual(failures.map((l) => `${l.version}: ${l.msg}`).sort(), [
-      '2: model reload failed; previous copy keeps serving',
-      '3: model load failed',
-      '3: model load failed',
-      '3: model load failed',
+      `${next}: model reload failed; previous copy keeps serving`,
+      `${corrupt}: model load failed`,
+      `${corrupt}: model load failed`,
+      `${corrupt}: model load failed`,
     ]);
   });
 });
