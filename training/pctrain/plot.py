@@ -21,22 +21,22 @@ from .checkpoints import find_base
 from .compare import RUN_NAME
 
 
-def series(run: Path) -> tuple[list[int], list[float], list[tuple[int, str]], str]:
-    """Epochs, validation accuracies and (epoch, event) marks of a dendritic run and its base."""
+def growth_series(run: Path) -> tuple[list[int], list[float], list[tuple[int, str]]]:
+    """Epochs and validation accuracies of a grown run after its base's, with the
+    (epoch, "add" | "retry") marks of a dendritic run (none for the continued control)."""
     meta = json.loads((run / "config.json").read_text())
-    base = find_base(run, meta["base_run"])
-    base_hist = json.loads((base / "history.json").read_text())
-    grow_hist = json.loads((run / "history.json").read_text())
-    xs = [r["epoch"] for r in base_hist]
-    ys = [r["val_acc"] for r in base_hist]
+    base = json.loads((find_base(run, meta["base_run"]) / "history.json").read_text())
+    grown = json.loads((run / "history.json").read_text())
+    dendritic = meta.get("kind", "dendritic") == "dendritic"  # runs from before the continued control have no kind
+    xs, ys = [r["epoch"] for r in base], [r["val_acc"] for r in base]
     offset = xs[-1] if xs else 0
-    marks = [(offset, "add")]  # growth starts with the first addition
-    for r in grow_hist[1:]:
+    marks = [(offset, "add")] if dendritic else []  # growth starts with the first addition
+    for r in grown[1:]:
         xs.append(offset + r["epoch"])
         ys.append(r["val_acc"])
-        if r.get("after") in ("add", "retry"):
+        if dendritic and r.get("after") in ("add", "retry"):
             marks.append((offset + r["epoch"], r["after"]))
-    return xs, ys, marks, run.name
+    return xs, ys, marks
 
 
 def control_series(run: Path) -> tuple[list[int], list[float]]:
@@ -71,7 +71,8 @@ def plot(runs: list[Path], out: Path, controls: dict[str, Path] | None = None) -
     fig, axes = plt.subplots(1, len(titles), figsize=(7 * len(titles), 5), dpi=110, sharey=True, squeeze=False)
     for ax, title in zip(axes[0], titles):
         for run in (r for r in runs if placed[r][0] == title):
-            xs, ys, marks, name = series(run)
+            xs, ys, marks = growth_series(run)
+            name = run.name
             seed = placed[run][1]
             i = seeds.index(seed)
             color = f"C{i}"

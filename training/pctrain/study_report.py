@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoints import find_base
 from .compare import PREDICTIONS, mcnemar, mean_std
 from .data import load as load_data
+from .plot import growth_series
 
 CONTROLS = ("base", "continued", "param-matched", "mac-matched")
 COUNT = re.compile(r"dendritic-k(\d+)-seed")
@@ -258,22 +258,6 @@ def plot_frontier(rows: list[dict], out: Path) -> bool:
     fig.savefig(out)
     plt.close(fig)
     return True
-
-
-def growth_series(run: Path) -> tuple[list[int], list[float], list[tuple[int, str]]]:
-    """Epochs and validation accuracies of a grown run after its base's, with (epoch, event) marks."""
-    meta = json.loads((run / "config.json").read_text())
-    base = json.loads((find_base(run, meta["base_run"]) / "history.json").read_text())
-    grown = json.loads((run / "history.json").read_text())
-    xs, ys = [r["epoch"] for r in base], [r["val_acc"] for r in base]
-    offset = xs[-1] if xs else 0
-    marks = [(offset, "add")] if meta.get("kind") == "dendritic" else []
-    for r in grown[1:]:
-        xs.append(offset + r["epoch"])
-        ys.append(r["val_acc"])
-        if r.get("after") in ("add", "retry") and meta.get("kind") == "dendritic":
-            marks.append((offset + r["epoch"], r["after"]))
-    return xs, ys, marks
 
 
 def plot_growth(rows: list[dict], runs: Path, out: Path) -> list[str]:
