@@ -281,6 +281,8 @@ def main(argv=None) -> None:
                    help="dendrites each addition gives every wrapped neuron (gradient method only)")
     p.add_argument("--dendrite-bn-scale", type=float, default=None,
                    help="a new dendrite's norm scale, so its small start survives normalization (default 1)")
+    p.add_argument("--bf16", action="store_true",
+                   help="bfloat16 autocast in the forward pass during growth (default: as the base was trained)")
     p.add_argument("--data-dir", default=None)
     a = p.parse_args(argv)
     if a.per_addition < 1:
@@ -289,7 +291,7 @@ def main(argv=None) -> None:
                            max_retries=a.max_retries, min_delta=a.min_delta, judge_at_end=a.judge_at_end)
     candidates = CandidateConfig(a.candidate_epochs, a.candidate_lr) if a.method == PERFORATED else None
     overrides = {"warmup_epochs": a.warmup_epochs, "dendrite_lr_scale": a.dendrite_lr_scale,
-                 "decay_norm_and_dendrites": not a.no_decay_norm_dendrites}
+                 "decay_norm_and_dendrites": not a.no_decay_norm_dendrites, **({"bf16": True} if a.bf16 else {})}
     print(json.dumps(grow(a.base, a.out, sched, a.layers, a.seed, a.max_lr, a.data_dir, candidates=candidates,
                           train_overrides=overrides, continued=a.continued,
                           new=NewDendrites(a.per_addition, a.dendrite_bn_scale))))

@@ -197,7 +197,9 @@ def controls(run: Path, out_dir: Path | None = None, python: str = sys.executabl
               "base_counts": {PARAMS: plain_params(net), MACS: plain_macs(net)}, "controls": {}}
     for measure, kind in ((PARAMS, "param-matched"), (MACS, "mac-matched")):
         m = match_width(net, t[measure], measure)
-        cfg = replace(base_cfg, seed=grow_cfg["seed"], epochs=base_cfg.epochs + extra, net=m.net.to_dict())
+        # The grown run's forward precision (growth may run in bfloat16 on a float32 base): every arm of a seed shares it.
+        cfg = replace(base_cfg, seed=grow_cfg["seed"], epochs=base_cfg.epochs + extra, net=m.net.to_dict(),
+                      bf16=bool(grow_cfg.get("bf16", base_cfg.bf16)))
         out = out_dir / f"{run.name}-{kind}"
         cmd = train_command(cfg, out, python)
         other = MACS if measure == PARAMS else PARAMS

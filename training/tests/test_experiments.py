@@ -37,8 +37,11 @@ def test_a_setting_has_its_arms_in_order_for_every_seed(tmp_path):
 
 def test_the_shipped_base_setting_reuses_the_first_studys_baselines(tmp_path):
     shipped = next(s for s in ex.SETTINGS if s.shipped_base)
-    base = ex.setting_steps(shipped, tmp_path, seeds=(2,))[0]
+    steps = ex.setting_steps(shipped, tmp_path, seeds=(2,))
+    base = steps[0]
     assert base.out == tmp_path / "baseline-seed2" and base.command is None
+    # float32 bases, grown (and controlled) in bfloat16
+    assert all("--bf16" in s.command for s in steps if s.kind in ("dendritic", "continued"))
     with pytest.raises(FileNotFoundError, match="does not train it"):
         ex.run_steps([base], tmp_path, tmp_path / "study.json", say=lambda *_: None)
 

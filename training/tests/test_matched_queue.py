@@ -64,7 +64,7 @@ def test_match_of_the_networks_own_count_is_the_network():
         assert m.achieved == count(MEDIUM) and m.net == MEDIUM
 
 
-def fake_dendritic_run(tmp_path, data_fraction=0.05):
+def fake_dendritic_run(tmp_path, data_fraction=0.05, grow_bf16=False):
     """A finished base run and a finished dendritic run on it, with no training:
     config.json, history.json and final.pt as pctrain.train / pctrain.grow write them."""
     runs = tmp_path / "runs"
@@ -78,7 +78,7 @@ def fake_dendritic_run(tmp_path, data_fraction=0.05):
     model = make_dendritic(Cnn(SMALL), ["conv1", "conv2", "conv3", "conv4"])
     add_dendrites(model)
     add_dendrites(model)
-    grow_cfg = replace(base_cfg, epochs=4, max_lr=5e-4, lr_schedule="cosine")
+    grow_cfg = replace(base_cfg, epochs=4, max_lr=5e-4, lr_schedule="cosine", bf16=grow_bf16)
     (dend / "config.json").write_text(json.dumps({"train": asdict(grow_cfg), "normalization": norm,
                                                   "kind": "dendritic", "base_run": str(base)}))
     history = [{"epoch": 0, "event": "base"}] + [{"epoch": e} for e in range(1, 7)]
@@ -117,6 +117,15 @@ def test_controls_of_a_dendritic_run(tmp_path, monkeypatch):
         assert cfg.lr_schedule == "onecycle" and cfg.max_lr == 3e-3 and cfg.weight_decay == 0.04
         assert cfg.net == c["net"] == c["train"]["net"]
         assert asdict(cfg) == c["train"]
+
+
+def test_controls_train_in_the_precision_the_dendrites_grew_in(tmp_path, monkeypatch):
+    # A float32 base grown in bfloat16 (pctrain.grow --bf16): both controls train in bfloat16 too.
+    dend, _ = fake_dendritic_run(tmp_path, grow_bf16=True)
+    for c in controls(dend)["controls"].values():
+        assert "--bf16" in c["command"] and parsed(c["command"], monkeypatch)[0].bf16
+    plain, _ = fake_dendritic_run(tmp_path / "fp32")
+    assert not any("--bf16" in c["command"] for c in controls(plain)["controls"].values())
 
 
 def test_controls_refuse_what_a_command_line_cannot_say(tmp_path):
