@@ -1,6 +1,7 @@
 """Rebuild a network from a run's config and checkpoint, whatever kind it is."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -19,6 +20,23 @@ def load_model(meta: dict, ck: dict) -> nn.Module:
     return model
 
 
+def replace_atomically(path: Path, write) -> None:
+    """Write `path` through `write(temporary path)` and a rename, so a process
+    killed mid-write leaves the old file (or none), never half of one: every
+    checkpoint, history and record a stopped run resumes from is written so."""
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def save_atomic(obj, path: Path) -> None:
+    replace_atomically(path, lambda p: torch.save(obj, p))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    replace_atomically(path, lambda p: p.write_text(text))
+
+
 SLIM_KEYS = ("config", "model", "epoch", "history", "best_val", "train_seconds", "schedule", "bn_recomputed")
 
 
@@ -30,7 +48,7 @@ def write_final(run: Path) -> Path:
     """
     ck = torch.load(run / "best.pt")
     final = run / "final.pt"
-    torch.save({k: ck[k] for k in SLIM_KEYS if k in ck}, final)
+    save_atomic({k: ck[k] for k in SLIM_KEYS if k in ck}, final)
     return final
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from . import data as fdata
+from .checkpoints import write_text_atomic
 from .dendrites import dendrite_counts
 from .nets import count_macs, count_params
 from .train import predict_logits, to_tensor
@@ -86,13 +87,16 @@ def test_predictions(run: Path, model, meta: dict, ck: dict, ds: fdata.FashionMn
     digest = model_digest(meta, ck)
     cache = run / PREDICTIONS
     if cache.exists():
-        saved = json.loads(cache.read_text())
+        try:
+            saved = json.loads(cache.read_text())
+        except ValueError:  # unreadable (a write cut short before writes were atomic): computed again
+            saved = {}
         if saved.get("modelSha256") == digest and len(saved["predictions"]) == len(ds.test.labels):
             return np.asarray(saved["predictions"], dtype=np.int64)
     mean, std = meta["normalization"]["mean"], meta["normalization"]["std"]
     pred = predict_logits(model, to_tensor(ds.test.images, mean, std)).argmax(1).numpy()
-    cache.write_text(json.dumps({"modelSha256": digest, "testSet": "Fashion-MNIST t10k",
-                                 "predictions": pred.tolist()}, separators=(",", ":")) + "\n")
+    write_text_atomic(cache, json.dumps({"modelSha256": digest, "testSet": "Fashion-MNIST t10k",
+                                         "predictions": pred.tolist()}, separators=(",", ":")) + "\n")
     return pred
 
 

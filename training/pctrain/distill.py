@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from . import data as fdata
-from .checkpoints import best_checkpoint, load_model
+from .checkpoints import best_checkpoint, load_model, save_atomic
 from .train import accuracy, predict_logits, to_tensor
 
 
@@ -73,7 +73,7 @@ def main(argv=None) -> None:
     targets["val_acc"] = accuracy(val, ds.val.labels)
     targets["train_agreement"] = accuracy(targets["probs"], ds.train.labels)
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(targets, a.out)
+    save_atomic(targets, a.out)
     print(json.dumps({k: v for k, v in targets.items() if k != "probs"}))
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -40,11 +41,14 @@ from .nets import CnnConfig
 PY = sys.executable
 STUDY_DIR = "study"
 SEEDS = (1, 2, 3)
-WIDTHS = (0.5, 0.75, 1.5, 2.0)  # the frontier's plain family beside the base (width 1)
+# The frontier's plain family beside the base (width 1); x3 so the curve reaches past a fully grown
+# model (3 dendrites a neuron: 469k parameters and 18.9 M MACs, just above x2's 468k and 18.7 M).
+WIDTHS = (0.5, 0.75, 1.5, 2.0, 3.0)
 COUNTS = (1, 2, 4, 8)            # dendrites per neuron in the count sweep
 LAYERS = ("conv1", "conv2", "conv3", "conv4", "fc1")  # convolutional and linear neurons
+ONE_CYCLE = ("--max-retries", "0")  # the count sweep: after GROWTH's retry option, so it wins
 
-# The fair growth schedule, fixed before any run of this study (docs/dendrite-study.md says why each):
+# The fair growth schedule, fixed before any run of this study (docs/dendrites.md says why each):
 # a cycle is judged once its learning-rate decay has run out, a new best must gain 0.1 point of
 # validation accuracy, each cycle warms up for one epoch and anneals from 1e-3, no weight decay on
 # dendrites and normalization parameters, new dendrites start small behind a norm scale of 0.1,
@@ -151,20 +155,21 @@ def setting_steps(s: Setting, runs: Path, seeds=SEEDS) -> list[Step]:
     return steps
 
 
-def validation_lift(s: Setting, runs: Path, seeds=SEEDS) -> float | None:
-    """Mean over seeds of (dendritic - continued) best validation accuracy; None until all have run."""
+def validation_lift(s: Setting, study: Path, seeds=SEEDS) -> float | None:
+    """Mean over seeds of the kept dendritic model's validation accuracy minus the kept continued
+    control's, as study.json records them (the models the report shows); None until all are recorded."""
+    rows = {(r["run"], r["kind"]): r for r in (json.loads(study.read_text()) if study.exists() else [])}
     lifts = []
     for seed in seeds:
-        pair = [s.dir(runs) / f"{k}-seed{seed}" for k in ("dendritic", "continued")]
-        if not all((p / "final.pt").exists() for p in pair):
+        pair = [rows.get((f"{STUDY_DIR}/{s.name}/{k}-seed{seed}", k)) for k in ("dendritic", "continued")]
+        if None in pair:
             return None
-        a, b = (json.loads((p / "history.json").read_text()) for p in pair)
-        lifts.append(max(r["val_acc"] for r in a) - max(r["val_acc"] for r in b))
+        lifts.append(pair[0]["validationAccuracy"] - pair[1]["validationAccuracy"])
     return sum(lifts) / len(lifts)
 
 
-def sweep_setting(runs: Path, seeds=SEEDS) -> tuple[Setting | None, dict]:
-    lifts = {s.name: validation_lift(s, runs, seeds) for s in SETTINGS if s.name in SWEEP_FROM}
+def sweep_setting(study: Path, seeds=SEEDS) -> tuple[Setting | None, dict]:
+    lifts = {s.name: validation_lift(s, study, seeds) for s in SETTINGS if s.name in SWEEP_FROM}
     if any(v is None for v in lifts.values()):
         return None, lifts
     best = max(lifts, key=lifts.get)
@@ -172,7 +177,8 @@ def sweep_setting(runs: Path, seeds=SEEDS) -> tuple[Setting | None, dict]:
 
 
 def sweep_steps(s: Setting, runs: Path, seeds=SEEDS) -> list[Step]:
-    """k dendrites per neuron in one addition, and the one-cycle continued control, on `s`'s bases."""
+    """k dendrites per neuron in one addition, and the one-cycle continued control, on `s`'s bases
+    (one cycle each: no retry, so every arm trains exactly one cycle)."""
     d = runs / STUDY_DIR / f"count-{s.name}"
     rec = {"width": 1.0 if s.experiment == "frontier" else None, "data_fraction": s.data_fraction}
     steps = []
@@ -180,26 +186,39 @@ def sweep_steps(s: Setting, runs: Path, seeds=SEEDS) -> list[Step]:
         base = s.base_run(runs, seed)
         for k in COUNTS:
             out = d / f"dendritic-k{k}-seed{seed}"
-            steps.append(Step(out, "dendritic", seed, grow_args(base, out, seed, s, "--per-addition", str(k),
-                                                                additions=1), rec, "dendrite-count"))
+            steps.append(Step(out, "dendritic", seed, grow_args(base, out, seed, s, *ONE_CYCLE, "--per-addition",
+                                                                str(k), additions=1), rec, "dendrite-count"))
         out = d / f"continued-seed{seed}"
-        steps.append(Step(out, "continued", seed, grow_args(base, out, seed, s, "--continued", additions=1), rec,
-                          "dendrite-count"))
+        steps.append(Step(out, "continued", seed, grow_args(base, out, seed, s, *ONE_CYCLE, "--continued",
+                                                            additions=1), rec, "dendrite-count"))
     return steps
 
 
 MATCHED = ("param-matched", "mac-matched")
 
 
+def grown_run(step: Step) -> Path:
+    """The dendritic run a matched control is matched to (its directory name without the kind)."""
+    return step.out.parent / step.out.name.removesuffix(f"-{step.kind}")
+
+
 def resolve(step: Step) -> Step:
-    """A matched control's command and width, from its finished dendritic run (others are complete)."""
+    """A matched control's command and width, from its finished dendritic run (others are complete).
+
+    When both controls come out as one network (growth kept no dendrites, so both targets are the
+    base's), the MAC-matched step points at the parameter-matched run: trained once, recorded as both.
+    """
     if step.kind not in MATCHED or step.command is not None:
         return step
-    run = step.out.parent / step.out.name.removesuffix(f"-{step.kind}")
-    c = controls(run, step.out.parent, PY)["controls"][step.kind]
+    both = controls(grown_run(step), step.out.parent, PY)
+    c, first = both["controls"][step.kind], both["controls"][MATCHED[0]]
+    if step.kind == MATCHED[1] and c["net"] == first["net"]:
+        step.out, c = Path(first["out"]), first
+        step.note = "the same network as the param-matched control: trained once, recorded as both"
     step.command = c["command"]
     if step.record.get("width") is not None:
-        step.record = {**step.record, "width": c["multiplier"]}
+        base_net = CnnConfig.from_dict(json.loads((Path(both["base"]) / "config.json").read_text())["train"]["net"])
+        step.record = {**step.record, "width": 1.0 if CnnConfig.from_dict(c["net"]) == base_net else c["multiplier"]}
     return step
 
 
@@ -212,8 +231,9 @@ def record_step(step: Step, study: Path, runs: Path, ds) -> dict:
     return row
 
 
-def recorded(study: Path) -> set[str]:
-    return {r["run"] for r in json.loads(study.read_text())} if study.exists() else set()
+def recorded(study: Path) -> set[tuple[str, str]]:
+    """The (run, kind) pairs study.json holds."""
+    return {(r["run"], r["kind"]) for r in json.loads(study.read_text())} if study.exists() else set()
 
 
 def run_steps(steps: list[Step], runs: Path, study: Path, say=print, runner=subprocess.run) -> None:
@@ -223,14 +243,14 @@ def run_steps(steps: list[Step], runs: Path, study: Path, say=print, runner=subp
 
     ds = None
     for step in steps:
+        if step.kind in MATCHED:
+            resolve(step)  # its dendritic run came before it: the control is known now, and may be another's run
         if not step.finished:
-            if step.command is None and step.kind not in MATCHED:
+            if step.command is None:
                 raise FileNotFoundError(f"{step.out} has no final.pt, and this study does not train it ({step.note})")
-            resolve(step)
             say("== " + " ".join(step.command))
-            runner(step.command, check=True)
-        if run_name(step.out, runs) not in recorded(study):
-            resolve(step)
+            runner(step.command, check=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})  # its log lines as they come
+        if (run_name(step.out, runs), step.kind) not in recorded(study):
             ds = ds or fdata.load()
             say(json.dumps(record_step(step, study, runs, ds)))
 
@@ -241,8 +261,10 @@ def plan_lines(steps: list[Step], runs: Path, study: Path) -> list[str]:
     done = recorded(study)
     lines = []
     for step in steps:
+        if step.kind in MATCHED and (grown_run(step) / "final.pt").exists():
+            resolve(step)
         name = run_name(step.out, runs)
-        state = "recorded" if name in done else "trained" if step.finished else "to train"
+        state = "recorded" if (name, step.kind) in done else "trained" if step.finished else "to train"
         what = step.note or (" ".join(step.command[3:]) if step.command else "")
         lines.append(f"{state:9} {step.experiment:13} {step.kind:13} {name}  {what}")
     return lines
@@ -255,8 +277,8 @@ def selected(names: list[str] | None) -> tuple[list[Setting], bool, list[Setting
             [s for s in keep if s.name not in SWEEP_FROM])
 
 
-def sweep_line(runs: Path, seeds=SEEDS) -> tuple[Setting | None, str]:
-    chosen, lifts = sweep_setting(runs, seeds)
+def sweep_line(study: Path, seeds=SEEDS) -> tuple[Setting | None, str]:
+    chosen, lifts = sweep_setting(study, seeds)
     shown = ", ".join(f"{k} {'not yet run' if v is None else f'{100 * v:+.2f} points'}" for k, v in lifts.items())
     if chosen is None:
         return None, f"dendrite-count: waits for {', '.join(SWEEP_FROM)} (validation lift over continued: {shown})"
@@ -274,14 +296,14 @@ def main(argv=None) -> None:
     first = [st for s in before for st in setting_steps(s, a.runs)]
     last = [st for s in after for st in setting_steps(s, a.runs)]
     if a.plan:
-        chosen, line = sweep_line(a.runs)
+        chosen, line = sweep_line(a.study)
         middle = sweep_steps(chosen, a.runs) if sweep and chosen else []
         print("\n".join(plan_lines(first + middle, a.runs, a.study) + ([line] if sweep else []) +
                         plan_lines(last, a.runs, a.study)))
         return
     run_steps(first, a.runs, a.study)
     if sweep:
-        chosen, line = sweep_line(a.runs)
+        chosen, line = sweep_line(a.study)
         print(line, flush=True)
         if chosen is None:
             raise SystemExit("the dendrite-count sweep needs " + ", ".join(SWEEP_FROM) + " finished first")

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from . import data as fdata
-from .checkpoints import best_checkpoint, load_model, write_final
+from .checkpoints import best_checkpoint, load_model, save_atomic, write_final, write_text_atomic
 from .augment import shift_and_flip
 from .dendrites import (ADD, DENDRITE_INIT_STD, RETRY, STOP, DendriteSchedule, ScheduleConfig, add_dendrites, candidate_step,
                         dendrite_counts, dendritic_neurons, freeze_dendrites, make_dendritic)
@@ -125,7 +125,7 @@ class Grower:
 
     def checkpoint(self, name: str) -> None:
         t = self.trainer
-        torch.save({**t.state(), "schedule": self.schedule.state_dict()}, self.out / name)
+        save_atomic({**t.state(), "schedule": self.schedule.state_dict()}, self.out / name)
 
     def grow_from_best(self, event: str) -> dict:
         """Roll back to the best checkpoint and add one dendrite per wrapped neuron
@@ -190,7 +190,7 @@ class Grower:
             elif action == STOP:
                 t.history[-1]["after"] = "stop"
             self.checkpoint("last.pt")
-            (self.out / "history.json").write_text(json.dumps(t.history, indent=1))
+            write_text_atomic(self.out / "history.json", json.dumps(t.history, indent=1))
         best = torch.load(self.out / "best.pt")
         return {"best_val": best["best_val"], "train_seconds": t.train_seconds,
                 "dendrites": dendrite_counts(self.model_from(best))}
@@ -235,7 +235,7 @@ def grow(base: Path, out: Path, sched: ScheduleConfig, layers: list[str], seed: 
                           **({"candidates": asdict(candidates)} if candidates is not None else {})},
             "schedule": asdict(sched)}
     ds = training_data(cfg)  # a limited-data base grows on the same images it was trained on
-    (out / "config.json").write_text(json.dumps(meta, indent=1))
+    write_text_atomic(out / "config.json", json.dumps(meta, indent=1))
     grower = Grower(out, meta, cfg, DendriteSchedule(sched), list(layers), ds, log, candidates, new)
     if (out / "last.pt").exists():
         ck = torch.load(out / "last.pt")
@@ -248,7 +248,7 @@ def grow(base: Path, out: Path, sched: ScheduleConfig, layers: list[str], seed: 
     write_final(out)
     meta["dendrites"]["perLayer"] = result["dendrites"]
     meta["wall_seconds"] = result["train_seconds"]
-    (out / "config.json").write_text(json.dumps(meta, indent=1))
+    write_text_atomic(out / "config.json", json.dumps(meta, indent=1))
     return result
 
 

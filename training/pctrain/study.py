@@ -1,16 +1,19 @@
-"""The dendrite study's machine-readable results: one object per run in
-`results/study.json` (an array), so every comparison can be recomputed.
+"""The dendrite study's machine-readable results: one object per run and arm
+in `results/study.json` (an array), so every comparison can be recomputed.
 
-    python3 -m pctrain.study --run runs/dendritic-seed1 --experiment shipped-base --kind dendritic --seed 1
+    python3 -m pctrain.study --run runs/study/frontier/plain-w0.5-seed1 --experiment frontier \
+        --kind plain --seed 1 --width 0.5
 
+(`python3 -m pctrain.experiments` records every run of the study this way.)
 Each object: experiment, kind, seed, width (frontier), dataFraction
 (limited data), dendritesPerNeuron, parameters, macs, validationAccuracy,
-testAccuracy and run (the path of a directory under training/runs/ holding the run's
-config, history and test predictions, e.g. `study/frontier/dendritic-seed1`). The model recorded is the run's
+testAccuracy and run (the path of a directory under training/runs/ holding
+the run's config, history and test predictions, e.g.
+`study/frontier/dendritic-seed1`). The model recorded is the run's
 validation-chosen best checkpoint; its test predictions are computed once
 and cached beside its weights (`test-predictions.json`), so recording a run
-again reads the test set no second time. A run recorded again replaces its
-earlier object.
+again reads the test set no second time. A run recorded again as the same
+kind replaces its earlier object.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import json
 from pathlib import Path
 
 from . import data as fdata
+from .checkpoints import write_text_atomic
 from .compare import test_predictions
 from .dendrites import dendrite_counts
 from .nets import count_macs, count_params
@@ -66,11 +70,12 @@ def entry(run: Path, experiment: str, kind: str, seed: int, ds: fdata.FashionMni
 
 
 def record(study: Path, row: dict) -> list[dict]:
-    """Add `row` to the study file, replacing an earlier object of the same run."""
+    """Add `row` to the study file, replacing an earlier object of the same run and kind (one
+    run may stand for two arms: both matched controls, when growth kept no dendrites)."""
     rows = json.loads(study.read_text()) if study.exists() else []
-    rows = [r for r in rows if r["run"] != row["run"]] + [row]
+    rows = [r for r in rows if (r["run"], r["kind"]) != (row["run"], row["kind"])] + [row]
     study.parent.mkdir(parents=True, exist_ok=True)
-    study.write_text(json.dumps(rows, indent=1) + "\n")
+    write_text_atomic(study, json.dumps(rows, indent=1) + "\n")
     return rows
 
 

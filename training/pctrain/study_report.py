@@ -119,7 +119,11 @@ def correct(runs: Path, row: dict, labels: np.ndarray) -> np.ndarray:
 def summarize(rows: list[dict], runs: Path, labels: np.ndarray) -> dict:
     settings: dict[str, dict] = {}
     for row in rows:
-        settings.setdefault(setting_of(row), {}).setdefault(arm_of(row), {})[row["seed"]] = row
+        slot = settings.setdefault(setting_of(row), {}).setdefault(arm_of(row), {})
+        if row["seed"] in slot:
+            raise ValueError(f"{row['run']} and {slot[row['seed']]['run']} are both {arm_of(row)!r}, seed "
+                             f"{row['seed']}, of setting {setting_of(row)!r}: one run per arm and seed")
+        slot[row["seed"]] = row
     report = {}
     for name, arms in settings.items():
         table = []

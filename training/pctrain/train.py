@@ -23,7 +23,7 @@ from torch import nn
 
 from . import data as fdata
 from .augment import mix, random_erase, shift_and_flip
-from .checkpoints import write_final
+from .checkpoints import save_atomic, write_final, write_text_atomic
 from .ema import Ema, recompute_bn
 from .nets import Cnn, CnnConfig, count_params
 
@@ -257,9 +257,9 @@ class Trainer:
             self.log(json.dumps(row))
             if val_acc > self.best_val:
                 self.best_val = val_acc
-                torch.save(self.state(), self.out / "best.pt")
-            torch.save(self.state(), self.out / "last.pt")
-            (self.out / "history.json").write_text(json.dumps(self.history, indent=1))
+                save_atomic(self.state(), self.out / "best.pt")
+            save_atomic(self.state(), self.out / "last.pt")
+            write_text_atomic(self.out / "history.json", json.dumps(self.history, indent=1))
         return {"best_val": self.best_val, "train_seconds": self.train_seconds}
 
     def finish_bn(self) -> dict | None:
@@ -279,7 +279,7 @@ class Trainer:
         if result["kept"]:
             ck["model"], ck["best_val"] = model.state_dict(), after
         ck["bn_recomputed"] = result
-        torch.save(ck, self.out / "best.pt")
+        save_atomic(ck, self.out / "best.pt")
         self.log(json.dumps({"bn_recomputed": result}))
         return result
 
@@ -294,7 +294,7 @@ def train(cfg: TrainConfig, out: Path, log=print) -> dict:
     ds = training_data(cfg)
     mean, std = normalization(ds.train.images)
     model = Cnn(CnnConfig.from_dict(cfg.net))
-    (out / "config.json").write_text(json.dumps(
+    write_text_atomic(out / "config.json", json.dumps(
         {"train": asdict(cfg), "normalization": {"mean": mean, "std": std},
          "params": count_params(model), "kind": "baseline"}, indent=1))
     teacher = None
@@ -314,7 +314,7 @@ def train(cfg: TrainConfig, out: Path, log=print) -> dict:
     meta["wall_seconds"] = result["train_seconds"]
     if bn is not None:
         meta["bn_recomputed"] = bn
-    (out / "config.json").write_text(json.dumps(meta, indent=1))
+    write_text_atomic(out / "config.json", json.dumps(meta, indent=1))
     write_final(out)
     return result
 
